@@ -1,0 +1,26 @@
+//! # blob-loss
+//!
+//! Instance-imbalance-aware segmentation for [burn](https://burn.dev): the blob loss of
+//! Kofler et al. ("blob loss: instance imbalance aware loss functions for semantic
+//! segmentation", IPMI 2023, arXiv 2205.08209), and everything around it.
+//!
+//! - [`components`]: connected-component labelling of ground-truth masks (2D 4/8, 3D 6/18/26
+//!   connectivity; binary and multi-label) on ndarray, for the data pipeline.
+//!
+//! # Example
+//! ```
+//! use blob_loss::components::{label, Connectivity};
+//! use ndarray::Array3;
+//!
+//! let mut mask = Array3::<u8>::zeros((8, 8, 8));
+//! mask[[1, 1, 1]] = 1;
+//! mask[[6, 6, 6]] = 1;
+//! assert_eq!(label(mask.view(), Connectivity::TwentySix).unwrap().count, 2);
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod components;
+mod error;
+
+pub use error::Error;
