@@ -72,7 +72,8 @@ fn main() {
         if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
             continue;
         }
-        let shape: Vec<usize> = entry["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let shape: Vec<usize> =
+            entry["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
         let bytes = std::fs::read(args.data_dir.join(entry["file"].as_str().unwrap())).expect("volume file");
         let volume = ArrayD::from_shape_vec(IxDyn(&shape), bytes).expect("size matches the manifest");
         let mvox = volume.len() as f64 / 1e6;

@@ -6,6 +6,8 @@
 //!
 //! - [`components`]: connected-component labelling of ground-truth masks (2D 4/8, 3D 6/18/26
 //!   connectivity; binary and multi-label) on ndarray, for the data pipeline.
+//! - [`loss`]: the blob loss on burn tensors, differentiable on every backend, one pass for any
+//!   number of instances.
 //!
 //! # Example
 //! ```
@@ -22,5 +24,7 @@
 
 pub mod components;
 mod error;
+pub mod loss;
 
 pub use error::Error;
+pub use loss::{BlobLoss, BlobLossConfig, BlobLossOutput};

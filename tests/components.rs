@@ -3,9 +3,7 @@
 mod common;
 
 use blob_loss::Error;
-use blob_loss::components::{
-    Connectivity, instances_from_classes, label, label_batch, label_batch_into, label_into,
-};
+use blob_loss::components::{Connectivity, instances_from_classes, label, label_batch, label_batch_into, label_into};
 use common::{Rng, connectivities, naive_label, random_mask};
 use ndarray::{Array2, Array3, Array4, ArrayD, Axis, IxDyn, ShapeBuilder, s};
 
@@ -149,7 +147,10 @@ fn every_element_type_gives_the_same_labels() {
     assert_eq!(label(negative.view(), Connectivity::Eighteen).unwrap(), expected);
     let binary = mask.mapv(|v| v != 0);
     let binary_u8 = mask.mapv(|v| u8::from(v != 0));
-    assert_eq!(label(binary.view(), Connectivity::Eighteen).unwrap(), label(binary_u8.view(), Connectivity::Eighteen).unwrap());
+    assert_eq!(
+        label(binary.view(), Connectivity::Eighteen).unwrap(),
+        label(binary_u8.view(), Connectivity::Eighteen).unwrap()
+    );
 }
 
 /// Large masks are labelled in bands on several threads; the bands must not show.
@@ -157,10 +158,10 @@ fn every_element_type_gives_the_same_labels() {
 fn parallel_bands_match_flood_fill() {
     let mut rng = Rng(4);
     let cases: &[(&[usize], f64, u64)] = &[
-        (&[64, 64, 80], 0.5, 1),    // split between planes
-        (&[3, 200, 450], 0.45, 2),  // fewer planes than bands: split inside planes
-        (&[600, 600], 0.55, 1),     // 2D, split between rows
-        (&[700, 400], 0.6, 3),      // 2D multi-label
+        (&[64, 64, 80], 0.5, 1),   // split between planes
+        (&[3, 200, 450], 0.45, 2), // fewer planes than bands: split inside planes
+        (&[600, 600], 0.55, 1),    // 2D, split between rows
+        (&[700, 400], 0.6, 3),     // 2D multi-label
     ];
     for &(shape, density, values) in cases {
         let mask = random_mask(&mut rng, shape, density, values);
@@ -216,10 +217,7 @@ fn bad_inputs_are_clear_errors() {
     assert!(matches!(err, Error::UnsupportedRank { ndim: 4, .. }));
     assert!(err.to_string().contains("unsupported rank 4"), "{err}");
     let mut out = Array2::<u32>::zeros((3, 4));
-    assert!(matches!(
-        label_into(mask2.view(), Connectivity::Four, out.view_mut()),
-        Err(Error::ShapeMismatch { .. })
-    ));
+    assert!(matches!(label_into(mask2.view(), Connectivity::Four, out.view_mut()), Err(Error::ShapeMismatch { .. })));
     assert!(Connectivity::try_from(7).unwrap_err().to_string().contains("invalid connectivity 7"));
 }
 
@@ -243,7 +241,10 @@ fn batches_label_each_slice_independently() {
     // 3D spatial, with a 2D connectivity: an error, not a panic.
     let masks5 = ndarray::Array5::<u8>::zeros((1, 1, 2, 2, 2));
     assert!(matches!(label_batch(masks5.view(), Connectivity::Four), Err(Error::ConnectivityRank { .. })));
-    assert!(matches!(label_batch(masks.index_axis(Axis(0), 0), Connectivity::Four), Err(Error::UnsupportedRank { ndim: 3, .. })));
+    assert!(matches!(
+        label_batch(masks.index_axis(Axis(0), 0), Connectivity::Four),
+        Err(Error::UnsupportedRank { ndim: 3, .. })
+    ));
     let empty = Array4::<u8>::zeros((0, 2, 3, 3));
     assert_eq!(label_batch(empty.view(), Connectivity::Four).unwrap().counts.shape(), &[0, 2]);
 }

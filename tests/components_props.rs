@@ -7,12 +7,14 @@ use ndarray::{Array3, ArrayD, IxDyn, ShapeBuilder};
 use proptest::prelude::*;
 
 fn mask_strategy() -> impl Strategy<Value = ArrayD<u8>> {
-    (prop::sample::select(vec![2usize, 3]), 1usize..9, 1usize..9, 1usize..9, 1u8..4).prop_flat_map(|(nd, a, b, c, values)| {
-        let shape: Vec<usize> = if nd == 2 { vec![a, b] } else { vec![a, b, c] };
-        let n = shape.iter().product::<usize>();
-        prop::collection::vec(prop_oneof![2 => Just(0u8), 3 => 1..=values], n)
-            .prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap())
-    })
+    (prop::sample::select(vec![2usize, 3]), 1usize..9, 1usize..9, 1usize..9, 1u8..4).prop_flat_map(
+        |(nd, a, b, c, values)| {
+            let shape: Vec<usize> = if nd == 2 { vec![a, b] } else { vec![a, b, c] };
+            let n = shape.iter().product::<usize>();
+            prop::collection::vec(prop_oneof![2 => Just(0u8), 3 => 1..=values], n)
+                .prop_map(move |v| ArrayD::from_shape_vec(IxDyn(&shape), v).unwrap())
+        },
+    )
 }
 
 fn all(ndim: usize) -> &'static [Connectivity] {

@@ -52,7 +52,10 @@ pub struct BatchLabeling<D: Dimension> {
 /// let batch = label_batch(masks.view(), Connectivity::Six).unwrap();
 /// assert!(batch.counts.iter().all(|&n| n == 1));
 /// ```
-pub fn label_batch<A: MaskElement, D: Dimension>(masks: ArrayView<'_, A, D>, connectivity: Connectivity) -> Result<BatchLabeling<D>, Error> {
+pub fn label_batch<A: MaskElement, D: Dimension>(
+    masks: ArrayView<'_, A, D>,
+    connectivity: Connectivity,
+) -> Result<BatchLabeling<D>, Error> {
     let mut labels = Array::<u32, D>::zeros(masks.raw_dim());
     let counts = label_batch_impl(masks, connectivity, labels.view_mut(), true)?;
     Ok(BatchLabeling { labels, counts })
@@ -216,7 +219,8 @@ fn split_classes<A: MaskElement, D: Dimension>(
 /// Checks that `shape` is `lead` batch axes plus a 2D or 3D spatial shape; returns
 /// `(B, C or 1, spatial voxels)`.
 fn batch_shape(shape: &[usize], what: &'static str, lead: usize) -> Result<(usize, usize, usize), Error> {
-    let expected = if lead == 2 { "4 ([B, C, H, W]) or 5 ([B, C, D, H, W])" } else { "3 ([B, H, W]) or 4 ([B, D, H, W])" };
+    let expected =
+        if lead == 2 { "4 ([B, C, H, W]) or 5 ([B, C, D, H, W])" } else { "3 ([B, H, W]) or 4 ([B, D, H, W])" };
     if !(lead + 2..=lead + 3).contains(&shape.len()) {
         return Err(Error::UnsupportedRank { what, ndim: shape.len(), expected });
     }

@@ -68,7 +68,10 @@ pub struct Labeling<D: Dimension> {
 /// assert_eq!(label(mask.view(), Connectivity::Six).unwrap().count, 2);
 /// assert_eq!(label(mask.view(), Connectivity::TwentySix).unwrap().count, 1);
 /// ```
-pub fn label<A: MaskElement, D: Dimension>(mask: ArrayView<'_, A, D>, connectivity: Connectivity) -> Result<Labeling<D>, Error> {
+pub fn label<A: MaskElement, D: Dimension>(
+    mask: ArrayView<'_, A, D>,
+    connectivity: Connectivity,
+) -> Result<Labeling<D>, Error> {
     connectivity.check_rank(mask.ndim())?;
     // A zeroed allocation maps untouched pages lazily, so the background costs no writes.
     let mut labels = Array::<u32, D>::zeros(mask.raw_dim());
@@ -136,7 +139,10 @@ pub(crate) fn label_standard<A: MaskElement, D: Dimension>(
         _ => return Err(Error::UnsupportedRank { what: "mask", ndim: shape.len(), expected: "2 or 3" }),
     };
     if geom.nx >= u32::MAX as usize {
-        return Err(Error::InvalidArgument(format!("rows of {} voxels are longer than the u32 run index allows", geom.nx)));
+        return Err(Error::InvalidArgument(format!(
+            "rows of {} voxels are longer than the u32 run index allows",
+            geom.nx
+        )));
     }
     if out.is_empty() {
         return Ok(0);
@@ -158,7 +164,7 @@ fn label_slice<A: MaskElement>(
 ) -> Result<usize, Error> {
     let too_many = Error::TooManyComponents { limit: max_runs };
     let band_rows = band_rows(geom, data.len());
-    let bands: Vec<Band<A>> = (0..geom.rows())
+    let mut bands: Vec<Band<A>> = (0..geom.rows())
         .step_by(band_rows)
         .collect::<Vec<_>>()
         .into_par_iter()
@@ -177,10 +183,15 @@ fn label_slice<A: MaskElement>(
     }
 
     // One forest over all bands, then the unions across band boundaries.
-    let mut parent = Vec::with_capacity(total);
-    for (band, &offset) in bands.iter().zip(&offsets) {
-        parent.extend(band.parent.iter().map(|&p| p + offset));
-    }
+    let mut parent = if bands.len() == 1 {
+        std::mem::take(&mut bands[0].parent)
+    } else {
+        let mut parent = Vec::with_capacity(total);
+        for (band, &offset) in bands.iter().zip(&offsets) {
+            parent.extend(band.parent.iter().map(|&p| p + offset));
+        }
+        parent
+    };
     let band_starts: Vec<usize> = bands.iter().map(|b| b.rows.start).collect();
     for (b, band) in bands.iter().enumerate().skip(1) {
         // Only rows within one plane and one row of the boundary reach back across it.
@@ -221,9 +232,5 @@ fn band_rows(geom: Geometry, voxels: usize) -> usize {
     if threads <= 1 || voxels < PARALLEL_MIN_VOXELS {
         return geom.rows();
     }
-    if geom.nz >= threads {
-        geom.nz.div_ceil(threads) * geom.ny
-    } else {
-        geom.rows().div_ceil(threads)
-    }
+    if geom.nz >= threads { geom.nz.div_ceil(threads) * geom.ny } else { geom.rows().div_ceil(threads) }
 }

@@ -33,7 +33,6 @@ impl Geometry {
 }
 
 /// The runs of a band of consecutive rows.
-#[derive(Default)]
 pub(crate) struct Runs<A> {
     /// `row_ptr[i]..row_ptr[i + 1]` are the runs of the band's row `i`.
     row_ptr: Vec<u32>,
@@ -52,6 +51,13 @@ pub(crate) struct RowRuns<'a, A> {
 }
 
 impl<A> Runs<A> {
+    #[inline]
+    fn push(&mut self, start: u32, end: u32, value: A) {
+        self.starts.push(start);
+        self.ends.push(end);
+        self.values.push(value);
+    }
+
     pub fn len(&self) -> usize {
         self.starts.len()
     }
@@ -78,8 +84,14 @@ pub(crate) struct Band<A> {
     pub parent: Vec<u32>,
 }
 
-/// How many elements the background skip tests at once.
-const SKIP_CHUNK: usize = 32;
+/// The most runs a band reserves room for before it has seen its rows.
+const RESERVE_RUNS: usize = 1 << 26;
+
+/// Runs up to this long are written voxel by voxel.
+const SHORT_RUN: usize = 4;
+
+/// Voxels per block of [`scan_row`]: the bits of a `u64` mask.
+const BLOCK: usize = 64;
 
 impl<A: MaskElement> Band<A> {
     /// Extracts the runs of `rows` from the C-ordered `data` and joins those that touch inside
@@ -91,8 +103,16 @@ impl<A: MaskElement> Band<A> {
         connectivity: Connectivity,
         max_runs: usize,
     ) -> Option<Self> {
-        let mut runs = Runs { row_ptr: Vec::with_capacity(rows.len() + 1), ..Runs::default() };
-        let mut parent = Vec::new();
+        // Reserve for a dense mask up front: pages that stay unused are never touched, while
+        // growing by doubling would copy (and fault in) every run again.
+        let capacity = (rows.len() * geom.nx.div_ceil(2)).min(RESERVE_RUNS).min(max_runs);
+        let mut runs = Runs {
+            row_ptr: Vec::with_capacity(rows.len() + 1),
+            starts: Vec::with_capacity(capacity),
+            ends: Vec::with_capacity(capacity),
+            values: Vec::with_capacity(capacity),
+        };
+        let mut parent = Vec::with_capacity(capacity);
         runs.row_ptr.push(0);
         for row in rows.clone() {
             let first = runs.len();
@@ -129,59 +149,68 @@ impl<A: MaskElement> Band<A> {
     /// `labels[k]`. When `zeroed` is set, `out` is known to be all zeros and the background is not
     /// written.
     pub fn write(&self, labels: &[u32], out: &mut [u32], nx: usize, zeroed: bool) {
+        if !zeroed {
+            out.fill(0);
+        }
         let runs = &self.runs;
         for (i, out_row) in out.chunks_exact_mut(nx).enumerate() {
-            let mut x = 0;
             for k in runs.row_ptr[i] as usize..runs.row_ptr[i + 1] as usize {
-                let (s, e) = (runs.starts[k] as usize, runs.ends[k] as usize);
-                if !zeroed {
-                    out_row[x..s].fill(0);
+                let run = &mut out_row[runs.starts[k] as usize..runs.ends[k] as usize];
+                if run.len() <= SHORT_RUN {
+                    // Most runs of noisy masks are a few voxels: a plain loop beats `fill`'s setup.
+                    for voxel in run {
+                        *voxel = labels[k];
+                    }
+                } else {
+                    run.fill(labels[k]);
                 }
-                out_row[s..e].fill(labels[k]);
-                x = e;
-            }
-            if !zeroed {
-                out_row[x..].fill(0);
             }
         }
     }
 }
 
 /// Appends the runs of one row.
+///
+/// The row is read in blocks of [`BLOCK`] voxels. An all-background block is skipped with one
+/// vectorised test; otherwise a bit mask of the positions where the value changes is built
+/// without branches, and only its set bits (the run boundaries) are visited.
 #[inline]
 fn scan_row<A: MaskElement>(row: &[A], runs: &mut Runs<A>) {
     let bg = A::default();
-    let n = row.len();
-    let mut x = 0;
-    while x < n {
-        let v = row[x];
-        if v == bg {
-            x += 1;
-            // Skip long background stretches a chunk at a time; the fold has no early exit so
-            // that it compiles to vector compares.
-            while x + SKIP_CHUNK <= n && !row[x..x + SKIP_CHUNK].iter().fold(false, |any, &u| any | (u != bg)) {
-                x += SKIP_CHUNK;
-            }
-            while x < n && row[x] == bg {
-                x += 1;
-            }
+    let mut open: Option<(u32, A)> = None;
+    let mut last = bg;
+    for (b, block) in row.chunks(BLOCK).enumerate() {
+        if last == bg && block.iter().fold(true, |all, &v| all & (v == bg)) {
             continue;
         }
-        let start = x;
-        x += 1;
-        while x < n && row[x] == v {
-            x += 1;
+        let mut changes = u64::from(block[0] != last);
+        for (k, (&u, &v)) in block.iter().zip(&block[1..]).enumerate() {
+            changes |= u64::from(u != v) << (k + 1);
         }
-        runs.starts.push(start as u32);
-        runs.ends.push(x as u32);
-        runs.values.push(v);
+        let base = (b * BLOCK) as u32;
+        while changes != 0 {
+            let k = changes.trailing_zeros() as usize;
+            changes &= changes - 1;
+            let at = base + k as u32;
+            if let Some((start, value)) = open.take() {
+                runs.push(start, at, value);
+            }
+            if block[k] != bg {
+                open = Some((at, block[k]));
+            }
+        }
+        last = block[block.len() - 1];
+    }
+    if let Some((start, value)) = open {
+        runs.push(start, row.len() as u32, value);
     }
 }
 
 /// Joins every run of `cur` with the runs of the earlier row `prev` that it touches.
 ///
 /// Both rows are sorted and non-overlapping, so one sweep with a monotone lower bound visits each
-/// run a bounded number of times.
+/// run a bounded number of times. The root of the current run is kept across its unions, so each
+/// touching run costs one `find`.
 #[inline]
 pub(crate) fn union_rows<A: MaskElement>(
     parent: &mut [u32],
@@ -190,20 +219,27 @@ pub(crate) fn union_rows<A: MaskElement>(
     diagonal: bool,
 ) {
     let widen = u32::from(diagonal);
+    let n = prev.starts.len();
     let mut lo_j = 0;
-    for i in 0..cur.starts.len() {
-        // Columns of `prev` that touch run i: [start - widen, end + widen).
-        let lo = cur.starts[i].saturating_sub(widen);
-        let hi = cur.ends[i] + widen;
-        while lo_j < prev.starts.len() && prev.ends[lo_j] <= lo {
+    for (i, ((&start, &end), &value)) in cur.starts.iter().zip(cur.ends).zip(cur.values).enumerate() {
+        // Columns of `prev` that touch this run: [start - widen, end + widen).
+        let lo = start.saturating_sub(widen);
+        let hi = end + widen;
+        while lo_j < n && prev.ends[lo_j] <= lo {
             lo_j += 1;
         }
-        let mut j = lo_j;
-        while j < prev.starts.len() && prev.starts[j] < hi {
-            if prev.values[j] == cur.values[i] {
-                union_find::union(parent, cur.first + i as u32, prev.first + j as u32);
+        if lo_j == n {
+            return;
+        }
+        let mut root = None;
+        for j in lo_j..n {
+            if prev.starts[j] >= hi {
+                break;
             }
-            j += 1;
+            if prev.values[j] == value {
+                let r = *root.get_or_insert_with(|| union_find::find(parent, cur.first + i as u32));
+                root = Some(union_find::link(parent, r, prev.first + j as u32));
+            }
         }
     }
 }

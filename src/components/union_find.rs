@@ -18,15 +18,16 @@ pub(crate) fn find(parent: &mut [u32], mut x: u32) -> u32 {
     }
 }
 
-/// Joins the sets of `a` and `b`, keeping the smaller root.
+/// Joins the set rooted at `root` with the set of `b`; returns the root of the union.
 #[inline]
-pub(crate) fn union(parent: &mut [u32], a: u32, b: u32) {
-    let ra = find(parent, a);
+pub(crate) fn link(parent: &mut [u32], root: u32, b: u32) -> u32 {
     let rb = find(parent, b);
-    if ra < rb {
-        parent[rb as usize] = ra;
-    } else if rb < ra {
-        parent[ra as usize] = rb;
+    if root < rb {
+        parent[rb as usize] = root;
+        root
+    } else {
+        parent[root as usize] = rb;
+        rb
     }
 }
 
@@ -55,6 +56,10 @@ mod tests {
     #[test]
     fn numbers_sets_by_their_first_member() {
         let mut parent: Vec<u32> = (0..6).collect();
+        let union = |parent: &mut [u32], a, b| {
+            let ra = find(parent, a);
+            link(parent, ra, b)
+        };
         union(&mut parent, 4, 1);
         union(&mut parent, 5, 2);
         union(&mut parent, 2, 4);

@@ -28,9 +28,7 @@ impl Rng {
 /// A random mask: each voxel is background with probability `1 - density`, else one of
 /// `1..=values`.
 pub fn random_mask(rng: &mut Rng, shape: &[usize], density: f64, values: u64) -> ArrayD<u8> {
-    ArrayD::from_shape_simple_fn(IxDyn(shape), || {
-        if rng.unit() < density { 1 + rng.below(values) as u8 } else { 0 }
-    })
+    ArrayD::from_shape_simple_fn(IxDyn(shape), || if rng.unit() < density { 1 + rng.below(values) as u8 } else { 0 })
 }
 
 /// Breadth-first flood fill in row-major discovery order: the definition `label` must match.

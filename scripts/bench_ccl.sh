@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Side-by-side CCL benchmark: blob-loss vs cc3d and scipy, in one run on one machine.
+#
+#   scripts/bench_ccl.sh [RUNS]
+#
+# Needs python3 with venv and pip (network on first use). Writes the volumes of
+# ../shared/bench/ccl_data.py to $DATA_DIR (default ~/.cache/blob-loss-ccl-data), times
+# cc3d/scipy with ../shared/bench/ccl_bench.py, then blob-loss with examples/ccl_bench.rs,
+# and prints the markdown table of scripts/ccl_compare.py (also saved to target/ccl_table.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-7}
+BENCH=${BENCH_DIR:-../shared/bench}
+VENV=${VENV:-$HOME/.cache/blob-loss-bench-venv}
+DATA_DIR=${DATA_DIR:-$HOME/.cache/blob-loss-ccl-data}
+OUT=${CARGO_TARGET_DIR:-target}
+mkdir -p "$OUT"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q numpy scipy scikit-image connected-components-3d fastremap
+fi
+[ -f "$DATA_DIR/manifest.json" ] || "$VENV/bin/python" "$BENCH/ccl_data.py" "$DATA_DIR"
+cargo build --release --example ccl_bench
+"$VENV/bin/python" "$BENCH/ccl_bench.py" "$DATA_DIR" --runs "$RUNS" --no-skimage --json "$OUT/ccl_peers.json" > "$OUT/ccl_peers.log"
+cargo run -q --release --example ccl_bench -- "$DATA_DIR" --runs "$RUNS" --threads 1,2 --json "$OUT/ccl_ours.json"
+"$VENV/bin/python" scripts/ccl_compare.py "$DATA_DIR" "$OUT/ccl_peers.json" "$OUT/ccl_ours.json" | tee "$OUT/ccl_table.md"

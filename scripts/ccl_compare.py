@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Merges the timings of ccl_bench.py (cc3d, scipy) and examples/ccl_bench.rs (blob-loss).
+
+    ccl_compare.py DATA_DIR PEERS_JSON OURS_JSON
+
+Checks that blob-loss gives cc3d's labels exactly (same count and the same checksum
+sum(label[i] * (i + 1)) mod 2^64 over the C-ordered labels), then prints a markdown table.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import cc3d
+
+
+def checksum(labels):
+    flat = np.ascontiguousarray(labels).ravel().astype(np.uint64)
+    idx = np.arange(1, flat.size + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return int(np.sum(flat * idx, dtype=np.uint64))
+
+
+def main(data_dir, peers_path, ours_path):
+    peers = json.load(open(peers_path))
+    ours = json.load(open(ours_path))
+    man = {e["name"]: e for e in json.load(open(os.path.join(data_dir, "manifest.json")))["volumes"]}
+    mine = {}
+    for r in ours["rows"]:
+        mine[(r["name"], r["conn"], r["threads"])] = r
+    print(f"cc3d {peers['env']['cc3d']}, scipy {peers['env']['scipy']}, numpy {peers['env']['numpy']}; "
+          f"cpu: {peers['env']['cpu']}; min of {peers['env']['runs']} (peers) / {ours['runs']} (blob-loss) runs")
+    print()
+    print("| volume | conn | N | labels = cc3d | cc3d ms | scipy ms | floor ms | blob-loss 1 thread ms "
+          "| Mvox/s | cc3d / ours (1 thr) | ours / floor | blob-loss 2 threads ms | cc3d / ours (2 thr) "
+          "| label_into 1 thr ms |")
+    print("|" + "---|" * 14)
+    for p in peers["rows"]:
+        name, conn = p["name"], p["conn"]
+        one, two = mine.get((name, conn, 1)), mine.get((name, conn, 2))
+        if one is None:
+            continue
+        e = man[name]
+        vol = np.fromfile(os.path.join(data_dir, e["file"]), dtype=np.uint8).reshape(e["shape"])
+        lab = cc3d.connected_components(vol, connectivity=conn)
+        same = int(one["checksum"]) == checksum(lab) and one["count"] == p["n_cc3d"]
+        floor = one["floor_s"]
+        row = [name, conn, one["count"], "yes" if same else "NO",
+               f"{p['cc3d_s'] * 1e3:.1f}", f"{p['scipy_s'] * 1e3:.1f}", f"{floor * 1e3:.1f}",
+               f"{one['label_s'] * 1e3:.1f}", f"{one['Mvox'] / one['label_s']:.0f}",
+               f"{p['cc3d_s'] / one['label_s']:.2f}", f"{one['label_s'] / floor:.2f}"]
+        if two:
+            row += [f"{two['label_s'] * 1e3:.1f}", f"{p['cc3d_s'] / two['label_s']:.2f}"]
+        else:
+            row += ["-", "-"]
+        row.append(f"{one['label_into_s'] * 1e3:.1f}")
+        print("| " + " | ".join(map(str, row)) + " |")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

@@ -1,0 +1,35 @@
+//! How network outputs become probabilities.
+
+use burn::config::Config;
+use burn::tensor::Tensor;
+use burn::tensor::activation::{sigmoid, softmax};
+
+/// The activation that turns the network's outputs into probabilities before the loss.
+///
+/// # Example
+/// ```
+/// use blob_loss::loss::{Activation, BlobLossConfig};
+///
+/// let config = BlobLossConfig::new().with_activation(Activation::Softmax);
+/// assert_eq!(config.activation, Activation::Softmax);
+/// ```
+#[derive(Config, Debug, PartialEq, Eq, Copy)]
+pub enum Activation {
+    /// A sigmoid per channel: every channel is its own binary problem (the paper's setting).
+    Sigmoid,
+    /// A softmax over the channels (axis 1): one class per voxel.
+    Softmax,
+    /// The inputs already are probabilities in `[0, 1]`.
+    None,
+}
+
+impl Activation {
+    /// Applies the activation to `[B, C, spatial..]` outputs.
+    pub(crate) fn apply<const D: usize>(self, outputs: Tensor<D>) -> Tensor<D> {
+        match self {
+            Self::Sigmoid => sigmoid(outputs),
+            Self::Softmax => softmax(outputs, 1),
+            Self::None => outputs,
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! Blob loss (Kofler et al., IPMI 2023, arXiv 2205.08209) on burn tensors, in one pass.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::activation::relu;
+use burn::tensor::{DType, FloatDType, IndexingUpdateOp, Int, Tensor};
+
+use super::activation::Activation;
+use super::base::{BaseLossConfig, RegionSums};
+use crate::Error;
+
+/// The most bins (`B x C x (largest id + 1)`) one call may use, about 1 GiB of `f64` sums
+/// for each statistic.
+pub const MAX_BINS: u128 = 1 << 27;
+
+/// How the voxels of the *other* instances enter instance `k`'s term.
+///
+/// # Example
+/// ```
+/// use blob_loss::loss::{BlobLossConfig, Masking};
+///
+/// let reference = BlobLossConfig::new().with_masking(Masking::Reference);
+/// assert!(reference.validate().is_ok());
+/// ```
+#[derive(Config, Debug, PartialEq, Eq, Copy)]
+pub enum Masking {
+    /// The paper's semantics: other instances are removed from instance `k`'s term; it is scored
+    /// on the background plus instance `k` only.
+    Exclude,
+    /// Bit for bit what the published reference code computes: the *logits* of the other
+    /// instances are set to 0, so they count as probability 0.5 (and `ln 2` of cross-entropy),
+    /// target 0. Only with [`Activation::Sigmoid`]; for reproducing numbers made with that code.
+    Reference,
+}
+
+/// Configuration of [`BlobLoss`].
+///
+/// `L = global_weight * L_global + blob_weight * L_blob`, where `L_global` is `global_loss` over
+/// every `(element, channel)` (averaged) and `L_blob` is `blob_loss` per instance, averaged over
+/// the instances of a channel, then over the channels that have instances, then over the batch
+/// elements that have any.
+///
+/// # Example
+/// ```
+/// use blob_loss::loss::{Activation, BaseLossConfig, BlobLossConfig};
+///
+/// let config = BlobLossConfig::new()
+///     .with_global_weight(1.0)
+///     .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0));
+/// let loss = config.init();
+/// assert_eq!(loss.config.activation, Activation::Sigmoid);
+/// ```
+#[derive(Config, Debug, PartialEq)]
+pub struct BlobLossConfig {
+    /// `alpha`: weight of the global term (0 switches it off).
+    #[config(default = 2.0)]
+    pub global_weight: f64,
+    /// `beta`: weight of the blob term (0 switches it off).
+    #[config(default = 1.0)]
+    pub blob_weight: f64,
+    /// How outputs become probabilities.
+    #[config(default = "Activation::Sigmoid")]
+    pub activation: Activation,
+    /// The base loss of the global term (soft Dice by default).
+    #[config(default = "BaseLossConfig::new()")]
+    pub global_loss: BaseLossConfig,
+    /// The base loss of every instance's term (soft Dice by default).
+    #[config(default = "BaseLossConfig::new()")]
+    pub blob_loss: BaseLossConfig,
+    /// How other instances enter an instance's term.
+    #[config(default = "Masking::Exclude")]
+    pub masking: Masking,
+}
+
+impl BlobLossConfig {
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a negative or non-finite weight or smoothing term, base losses
+    /// with every weight 0, or [`Masking::Reference`] without a sigmoid.
+    pub fn validate(&self) -> Result<(), Error> {
+        for (name, value) in [("global_weight", self.global_weight), ("blob_weight", self.blob_weight)] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(Error::InvalidConfig(format!("{name} must be finite and >= 0, got {value}")));
+            }
+        }
+        self.global_loss.validate("global_loss")?;
+        self.blob_loss.validate("blob_loss")?;
+        if self.masking == Masking::Reference && self.activation != Activation::Sigmoid {
+            return Err(Error::InvalidConfig(
+                "Masking::Reference reproduces the reference code, which applies a sigmoid to masked logits: \
+                 use Activation::Sigmoid"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the loss.
+    ///
+    /// # Panics
+    /// When [`validate`](Self::validate) fails, with its message; [`try_init`](Self::try_init)
+    /// returns the error instead.
+    pub fn init(&self) -> BlobLoss {
+        self.try_init().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Builds the loss, or says why the configuration is invalid.
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate).
+    pub fn try_init(&self) -> Result<BlobLoss, Error> {
+        self.validate()?;
+        Ok(BlobLoss { config: self.clone() })
+    }
+}
+
+/// The blob loss and its two unweighted parts, for logging.
+#[derive(Debug, Clone)]
+pub struct BlobLossOutput {
+    /// `global_weight * global + blob_weight * blob`, shape `[1]`.
+    pub total: Tensor<1>,
+    /// The global term, unweighted, shape `[1]`.
+    pub global: Tensor<1>,
+    /// The blob term, unweighted, shape `[1]` (0, with a zero gradient, when no element has an
+    /// instance).
+    pub blob: Tensor<1>,
+}
+
+/// Blob loss: instance-imbalance-aware segmentation loss, stateless.
+///
+/// Built with [`BlobLossConfig::init`]. Every instance of every `(element, channel)` is scored in
+/// one pass: the per-voxel statistics are scatter-added into bins indexed by instance id (bin 0
+/// is the background), and every base loss is computed from those bin sums. The cost is
+/// `O(voxels + instances)` whatever the number of instances, with one small host read per call
+/// (the smallest and largest id). Sums are accumulated in `f64`, so the value does not drift on
+/// large volumes.
+///
+/// # Example
+/// ```
+/// use blob_loss::loss::BlobLossConfig;
+/// use burn::tensor::{Device, Int, Tensor};
+///
+/// let device = Device::flex();
+/// let loss = BlobLossConfig::new().init();
+/// // One element, one channel, 1x4 pixels; two instances (ids 1 and 2).
+/// let logits = Tensor::<4>::from_floats([[[[9.0, -9.0, 9.0, -9.0]]]], &device);
+/// let instances = Tensor::<4, Int>::from_ints([[[[1, 0, 2, 0]]]], &device);
+/// let parts = loss.forward_parts(logits, instances);
+/// let blob: f32 = parts.blob.into_scalar();
+/// assert!(blob < 1e-3); // both instances found
+/// ```
+#[derive(Module, Debug)]
+pub struct BlobLoss {
+    /// The configuration it was built from.
+    #[module(skip)]
+    pub config: BlobLossConfig,
+}
+
+impl BlobLoss {
+    /// The loss: `global_weight * global + blob_weight * blob`, shape `[1]`.
+    ///
+    /// - `outputs`: `[B, C, spatial..]` (D = 3, 4 or 5), logits (or probabilities with
+    ///   [`Activation::None`]).
+    /// - `instances`: the same shape; for channel `c`, 0 is background and each positive id one
+    ///   instance of class `c` (ids need not be contiguous).
+    ///
+    /// # Panics
+    /// With the message of the error [`try_forward`](Self::try_forward) would return.
+    pub fn forward<const D: usize>(&self, outputs: Tensor<D>, instances: Tensor<D, Int>) -> Tensor<1> {
+        self.try_forward(outputs, instances).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`forward`](Self::forward), returning bad input as an error.
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedRank`], [`Error::ShapeMismatch`], [`Error::NegativeInstanceId`],
+    /// [`Error::InstanceIdTooLarge`].
+    pub fn try_forward<const D: usize>(
+        &self,
+        outputs: Tensor<D>,
+        instances: Tensor<D, Int>,
+    ) -> Result<Tensor<1>, Error> {
+        Ok(self.try_forward_parts(outputs, instances)?.total)
+    }
+
+    /// The loss with its unweighted global and blob parts, for logging.
+    ///
+    /// # Panics
+    /// With the message of the error [`try_forward_parts`](Self::try_forward_parts) would return.
+    pub fn forward_parts<const D: usize>(&self, outputs: Tensor<D>, instances: Tensor<D, Int>) -> BlobLossOutput {
+        self.try_forward_parts(outputs, instances).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`forward_parts`](Self::forward_parts), returning bad input as an error.
+    ///
+    /// # Errors
+    /// As [`try_forward`](Self::try_forward).
+    pub fn try_forward_parts<const D: usize>(
+        &self,
+        outputs: Tensor<D>,
+        instances: Tensor<D, Int>,
+    ) -> Result<BlobLossOutput, Error> {
+        let config = &self.config;
+        let dims = outputs.dims();
+        if !(3..=5).contains(&D) {
+            return Err(Error::UnsupportedRank {
+                what: "outputs",
+                ndim: D,
+                expected: "3, 4 or 5 ([B, C, spatial..] with 1 to 3 spatial axes)",
+            });
+        }
+        if instances.dims() != dims {
+            return Err(Error::ShapeMismatch {
+                what: "instances vs outputs",
+                expected: dims.to_vec(),
+                found: instances.dims().to_vec(),
+            });
+        }
+        let device = outputs.device();
+        let rows = dims[0] * dims[1];
+        let voxels: usize = dims[2..].iter().product();
+        let max_id = check_ids(&instances, rows)?;
+        let bins = max_id as usize + 1;
+
+        // Per-voxel statistics, [rows, voxels], in f64 so that large sums stay exact.
+        let probabilities = config.activation.apply(outputs.clone());
+        let ids = instances.reshape([rows, voxels]);
+        let target = ids.clone().greater_elem(0).float().cast(FloatDType::F64);
+        let p = probabilities.reshape([rows, voxels]).cast(FloatDType::F64);
+        let scatter = |values: Tensor<2>| {
+            Tensor::<2>::zeros([rows, bins], (&device, DType::F64)).scatter(
+                1,
+                ids.clone(),
+                values,
+                IndexingUpdateOp::Add,
+            )
+        };
+        let needs_p2 = config.global_loss.needs_p2() || config.blob_loss.needs_p2();
+        let needs_bce = config.global_loss.needs_bce() || config.blob_loss.needs_bce();
+        let sum_p = scatter(p.clone());
+        let sum_p2 = needs_p2.then(|| scatter(p.clone() * p.clone()));
+        let sum_bce = needs_bce.then(|| {
+            let bce = match config.activation {
+                Activation::Sigmoid => {
+                    // -ln p where t = 1 and -ln(1 - p) where t = 0, as softplus(x (1 - 2t)).
+                    let x = outputs.reshape([rows, voxels]).cast(FloatDType::F64) * (target.clone() * -2.0 + 1.0);
+                    relu(x.clone()) + x.abs().neg().exp().log1p()
+                }
+                _ => {
+                    let p_true = p.clone() * target.clone() + (p.clone().neg() + 1.0) * (target.clone().neg() + 1.0);
+                    p_true.log().clamp_min(-100.0).neg()
+                }
+            };
+            scatter(bce)
+        });
+        let count = scatter(target).detach();
+
+        let global = self.global_term(&sum_p, &sum_p2, &sum_bce, &count, bins, voxels as f64);
+        let blob = self.blob_term(&sum_p, &sum_p2, &sum_bce, &count, bins, voxels as f64, dims[0], dims[1]);
+        let total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
+        let to_f32 = |t: Tensor<1>| t.cast(FloatDType::F32);
+        Ok(BlobLossOutput { total: to_f32(total), global: to_f32(global), blob: to_f32(blob) })
+    }
+
+    /// The global base loss of every `(element, channel)`, averaged.
+    fn global_term(
+        &self,
+        sum_p: &Tensor<2>,
+        sum_p2: &Option<Tensor<2>>,
+        sum_bce: &Option<Tensor<2>>,
+        count: &Tensor<2>,
+        bins: usize,
+        voxels: f64,
+    ) -> Tensor<1> {
+        let rows = sum_p.dims()[0];
+        let foreground = |t: &Tensor<2>| t.clone().slice([0..rows, 1..bins]).sum_dim(1);
+        let sums = RegionSums {
+            p: sum_p.clone().sum_dim(1),
+            p2: sum_p2.as_ref().map(|t| t.clone().sum_dim(1)),
+            tp: foreground(sum_p),
+            t: foreground(count),
+            bce: sum_bce.as_ref().map(|t| t.clone().sum_dim(1)),
+            voxels,
+        };
+        self.config.global_loss.score(&sums).mean()
+    }
+
+    /// The blob term: every instance scored on the background plus itself, then the nested means.
+    #[allow(clippy::too_many_arguments)]
+    fn blob_term(
+        &self,
+        sum_p: &Tensor<2>,
+        sum_p2: &Option<Tensor<2>>,
+        sum_bce: &Option<Tensor<2>>,
+        count: &Tensor<2>,
+        bins: usize,
+        voxels: f64,
+        batch: usize,
+        channels: usize,
+    ) -> Tensor<1> {
+        let rows = batch * channels;
+        let background = |t: &Tensor<2>| t.clone().slice([0..rows, 0..1]);
+        let instance = |t: &Tensor<2>| t.clone().slice([0..rows, 1..bins]);
+        // Per instance k: the background plus k.
+        let with_background = |t: &Tensor<2>| instance(t) + background(t);
+        let size = instance(count);
+        let mut sums = RegionSums {
+            p: with_background(sum_p),
+            p2: sum_p2.as_ref().map(with_background),
+            tp: instance(sum_p),
+            t: size.clone(),
+            bce: sum_bce.as_ref().map(with_background),
+            voxels,
+        };
+        if self.config.masking == Masking::Reference {
+            // The other instances' voxels, at logit 0: p = 0.5, p^2 = 0.25, cross-entropy ln 2.
+            let others = size.clone().neg() + size.clone().sum_dim(1);
+            sums.p = sums.p + others.clone() * 0.5;
+            sums.p2 = sums.p2.map(|p2| p2 + others.clone() * 0.25);
+            sums.bce = sums.bce.map(|bce| bce + others * std::f64::consts::LN_2);
+        }
+        let per_instance = self.config.blob_loss.score(&sums);
+
+        // Means over present instances, channels with instances, elements with instances.
+        let present = size.greater_elem(0.0).float().cast(FloatDType::F64);
+        let n_instances = present.clone().sum_dim(1); // [rows, 1]
+        let channel_loss = (per_instance * present).sum_dim(1) / n_instances.clone().clamp_min(1.0);
+        let channel_has = n_instances.greater_elem(0.0).float().cast(FloatDType::F64);
+        let channel_loss = channel_loss.reshape([batch, channels]);
+        let channel_has = channel_has.reshape([batch, channels]);
+        let n_channels = channel_has.clone().sum_dim(1); // [batch, 1]
+        let element_loss = (channel_loss * channel_has).sum_dim(1) / n_channels.clone().clamp_min(1.0);
+        let element_has = n_channels.greater_elem(0.0).float().cast(FloatDType::F64);
+        let n_elements = element_has.clone().sum();
+        ((element_loss * element_has).sum() / n_elements.clamp_min(1.0)).reshape([1])
+    }
+}
+
+/// Checks that no id is negative and that the bins fit; returns the largest id. One host read.
+fn check_ids<const D: usize>(instances: &Tensor<D, Int>, rows: usize) -> Result<i64, Error> {
+    if instances.shape().num_elements() == 0 {
+        return Ok(0);
+    }
+    let flat = instances.clone().reshape([-1]);
+    let extremes = Tensor::cat(vec![flat.clone().min(), flat.max()], 0).into_data().convert::<i64>();
+    let extremes: Vec<i64> = extremes.try_to_vec::<i64>().expect("converted to i64");
+    let (min, max) = (extremes[0], extremes[1]);
+    if min < 0 {
+        return Err(Error::NegativeInstanceId { value: min });
+    }
+    let bins = rows as u128 * (max as u128 + 1);
+    if bins > MAX_BINS {
+        return Err(Error::InstanceIdTooLarge { max_id: max, bins, limit: MAX_BINS });
+    }
+    Ok(max)
+}

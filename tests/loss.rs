@@ -1,0 +1,392 @@
+//! `loss`: the one-pass blob loss against a naive per-instance loop, hand-computed cases,
+//! finite differences and bad input.
+
+mod common;
+
+use blob_loss::Error;
+use blob_loss::loss::{Activation, BaseLossConfig, BlobLossConfig, Masking};
+use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::Rng;
+
+fn device() -> Device {
+    Device::flex().autodiff()
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    f64::from(t.into_scalar::<f32>())
+}
+
+fn to_vec(t: Tensor<1>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+}
+
+/// A random batch `[B, C, spatial..]`: logits and instance ids (sparse, non-contiguous ids,
+/// single-voxel instances, and some empty elements).
+fn random_batch(rng: &mut Rng, shape: &[usize], max_id: i32, density: f64) -> (Vec<f32>, Vec<i32>) {
+    let n: usize = shape.iter().product();
+    let per_element: usize = shape[1..].iter().product();
+    let logits = (0..n).map(|_| (rng.unit() * 8.0 - 4.0) as f32).collect();
+    let ids = (0..n)
+        .map(|i| {
+            // Element 1 (when there is one) stays empty.
+            if i / per_element == 1 || rng.unit() >= density { 0 } else { 1 + 3 * rng.below(max_id as u64) as i32 }
+        })
+        .collect();
+    (logits, ids)
+}
+
+fn tensors<const D: usize>(
+    shape: [usize; D],
+    logits: &[f32],
+    ids: &[i32],
+    device: &Device,
+) -> (Tensor<D>, Tensor<D, Int>) {
+    let mut x = Tensor::<D>::from_data(TensorData::new(logits.to_vec(), shape.to_vec()), device);
+    if device.is_autodiff() {
+        x = x.require_grad();
+    }
+    let y = Tensor::<D, Int>::from_data(TensorData::new(ids.to_vec(), shape.to_vec()), device);
+    (x, y)
+}
+
+/// The naive reference: an explicit loop over elements, channels and instances, each instance
+/// scored on an explicit mask, with plain burn ops (f32).
+fn naive<const D: usize>(config: &BlobLossConfig, x: Tensor<D>, ids: &[i32]) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let dims = x.dims();
+    let (b, c) = (dims[0], dims[1]);
+    let n: usize = dims[2..].iter().product();
+    let device = x.device();
+    let x = x.reshape([b, c, n]);
+    let p = match config.activation {
+        Activation::Sigmoid => sigmoid(x.clone()),
+        Activation::Softmax => softmax(x.clone(), 1),
+        Activation::None => x.clone(),
+    };
+    let row = |t: &Tensor<3>, bi: usize, ci: usize| t.clone().slice([bi..bi + 1, ci..ci + 1, 0..n]).reshape([n]);
+    let score = |base: &BaseLossConfig, p: Tensor<1>, logits: Option<Tensor<1>>, t: Vec<f32>| -> Tensor<1> {
+        let t = Tensor::<1>::from_floats(t.as_slice(), &device);
+        let tp = (p.clone() * t.clone()).sum();
+        let mut loss = Tensor::<1>::zeros([1], &device);
+        if base.dice_weight > 0.0 {
+            let pred = if base.squared_denominator { (p.clone() * p.clone()).sum() } else { p.clone().sum() };
+            let dice = (tp.clone() * 2.0 + base.smooth_nr) / (pred + t.clone().sum() + base.smooth_dr);
+            loss = loss + (dice.neg() + 1.0) * base.dice_weight;
+        }
+        if base.tversky_weight > 0.0 {
+            let fp = (p.clone() * (t.clone().neg() + 1.0)).sum();
+            let fn_ = ((p.clone().neg() + 1.0) * t.clone()).sum();
+            let tv = (tp.clone() + base.smooth_nr)
+                / (tp.clone() + fp * base.tversky_alpha_fp + fn_ * base.tversky_beta_fn + base.smooth_dr);
+            loss = loss + (tv.neg() + 1.0) * base.tversky_weight;
+        }
+        if base.bce_weight > 0.0 {
+            let per_voxel = match logits {
+                // -t ln sigmoid(x) - (1 - t) ln(1 - sigmoid(x)), written plainly.
+                Some(x) => {
+                    let s = sigmoid(x);
+                    (t.clone() * s.clone().log() + (t.clone().neg() + 1.0) * (s.neg() + 1.0).log()).neg()
+                }
+                None => (t.clone() * p.clone().log().clamp_min(-100.0)
+                    + (t.clone().neg() + 1.0) * (p.clone().neg() + 1.0).log().clamp_min(-100.0))
+                .neg(),
+            };
+            loss = loss + per_voxel.sum() * (base.bce_weight / n as f64);
+        }
+        loss
+    };
+    let sigmoid_logits = config.activation == Activation::Sigmoid;
+    let mut global = Vec::new();
+    let mut element_losses = Vec::new();
+    for bi in 0..b {
+        let mut channel_losses = Vec::new();
+        for ci in 0..c {
+            let row_ids = &ids[(bi * c + ci) * n..(bi * c + ci + 1) * n];
+            let t: Vec<f32> = row_ids.iter().map(|&i| f32::from(u8::from(i > 0))).collect();
+            let logits = sigmoid_logits.then(|| row(&x, bi, ci));
+            global.push(score(&config.global_loss, row(&p, bi, ci), logits, t));
+            let mut instances: Vec<i32> = row_ids.iter().copied().filter(|&i| i > 0).collect();
+            instances.sort();
+            instances.dedup();
+            let mut instance_losses = Vec::new();
+            for &k in &instances {
+                let t: Vec<f32> = row_ids.iter().map(|&i| f32::from(u8::from(i == k))).collect();
+                match config.masking {
+                    Masking::Exclude => {
+                        let keep: Vec<i32> =
+                            (0..n).filter(|&v| row_ids[v] == 0 || row_ids[v] == k).map(|v| v as i32).collect();
+                        let idx = Tensor::<1, Int>::from_ints(keep.as_slice(), &device);
+                        let t: Vec<f32> = keep.iter().map(|&v| t[v as usize]).collect();
+                        let logits = sigmoid_logits.then(|| row(&x, bi, ci).select(0, idx.clone()));
+                        instance_losses.push(score(&config.blob_loss, row(&p, bi, ci).select(0, idx), logits, t));
+                    }
+                    Masking::Reference => {
+                        let mask: Vec<f32> = row_ids.iter().map(|&i| f32::from(u8::from(i == 0 || i == k))).collect();
+                        let masked = row(&x, bi, ci) * Tensor::<1>::from_floats(mask.as_slice(), &device);
+                        instance_losses.push(score(&config.blob_loss, sigmoid(masked.clone()), Some(masked), t));
+                    }
+                }
+            }
+            if !instance_losses.is_empty() {
+                let count = instance_losses.len() as f64;
+                channel_losses.push(Tensor::cat(instance_losses, 0).sum() / count);
+            }
+        }
+        if !channel_losses.is_empty() {
+            let count = channel_losses.len() as f64;
+            element_losses.push(Tensor::cat(channel_losses, 0).sum() / count);
+        }
+    }
+    let global = Tensor::cat(global, 0).mean();
+    let blob = if element_losses.is_empty() {
+        Tensor::<1>::zeros([1], &device)
+    } else {
+        let count = element_losses.len() as f64;
+        Tensor::cat(element_losses, 0).sum() / count
+    };
+    let total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
+    (total, global, blob)
+}
+
+fn close(a: f64, b: f64, rel: f64, what: &str) {
+    assert!((a - b).abs() <= rel * a.abs().max(b.abs()).max(1e-3), "{what}: {a} vs {b}");
+}
+
+/// The fast path matches the naive loop in value and gradient.
+fn check_against_naive<const D: usize>(
+    config: &BlobLossConfig,
+    shape: [usize; D],
+    seed: u64,
+    max_id: i32,
+    density: f64,
+) {
+    let device = device();
+    let mut rng = Rng(seed);
+    let (logits, ids) = random_batch(&mut rng, &shape, max_id, density);
+    let logits: Vec<f32> = if config.activation == Activation::None {
+        logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect()
+    } else {
+        logits
+    };
+    let loss = config.init();
+
+    let (x, y) = tensors(shape, &logits, &ids, &device);
+    let parts = loss.forward_parts(x.clone(), y);
+    let (x_naive, _) = tensors(shape, &logits, &ids, &device);
+    let (total, global, blob) = naive(config, x_naive.clone(), &ids);
+
+    let what = format!("{config:?} {shape:?}");
+    close(scalar(parts.global.clone()), scalar(global), 1e-5, &format!("global, {what}"));
+    close(scalar(parts.blob.clone()), scalar(blob), 1e-5, &format!("blob, {what}"));
+    close(scalar(parts.total.clone()), scalar(total.clone()), 1e-5, &format!("total, {what}"));
+
+    let g_fast = to_vec(x.grad(&parts.total.backward()).unwrap().reshape([-1]));
+    let g_naive = to_vec(x_naive.grad(&total.backward()).unwrap().reshape([-1]));
+    let scale = g_naive.iter().fold(0f32, |m, g| m.max(g.abs())).max(1e-6);
+    for (i, (a, b)) in g_fast.iter().zip(&g_naive).enumerate() {
+        assert!((a - b).abs() <= 1e-4 * scale, "gradient {i}: {a} vs {b} (max |g| {scale}), {what}");
+    }
+}
+
+fn configs() -> Vec<BlobLossConfig> {
+    vec![
+        BlobLossConfig::new(),
+        BlobLossConfig::new().with_global_weight(0.0),
+        BlobLossConfig::new().with_blob_weight(0.0),
+        BlobLossConfig::new().with_blob_loss(BaseLossConfig::new().with_dice_weight(0.0).with_bce_weight(1.0)),
+        BlobLossConfig::new()
+            .with_global_loss(BaseLossConfig::new().with_bce_weight(0.5).with_squared_denominator(true))
+            .with_blob_loss(
+                BaseLossConfig::new()
+                    .with_tversky_weight(1.0)
+                    .with_tversky_alpha_fp(0.3)
+                    .with_tversky_beta_fn(0.7)
+                    .with_smooth_nr(0.0),
+            ),
+        BlobLossConfig::new().with_masking(Masking::Reference),
+        BlobLossConfig::new()
+            .with_masking(Masking::Reference)
+            .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_squared_denominator(true)),
+        BlobLossConfig::new().with_activation(Activation::Softmax),
+        BlobLossConfig::new()
+            .with_activation(Activation::None)
+            .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_tversky_weight(0.5)),
+    ]
+}
+
+#[test]
+fn matches_naive_loop_in_2d() {
+    for (i, config) in configs().iter().enumerate() {
+        check_against_naive(config, [3, 2, 9, 11], 10 + i as u64, 6, 0.3);
+    }
+}
+
+#[test]
+fn matches_naive_loop_in_3d_and_1d() {
+    for (i, config) in configs().iter().enumerate() {
+        check_against_naive(config, [2, 1, 5, 6, 7], 20 + i as u64, 12, 0.2);
+        check_against_naive(config, [2, 3, 40], 30 + i as u64, 4, 0.5);
+    }
+}
+
+#[test]
+fn many_single_voxel_instances() {
+    // Ids up to 3 * 300: most instances are one voxel.
+    check_against_naive(&BlobLossConfig::new(), [1, 1, 30, 30], 40, 300, 0.25);
+}
+
+#[test]
+fn single_instance_blob_is_its_dice() {
+    let device = device();
+    let p = [0.9f32, 0.8, 0.1, 0.3, 0.6, 0.05];
+    let ids = [1, 1, 0, 0, 1, 0];
+    let x = Tensor::<3>::from_data(TensorData::new(p.to_vec(), vec![1, 1, 6]), &device);
+    let y = Tensor::<3, Int>::from_data(TensorData::new(ids.to_vec(), vec![1, 1, 6]), &device);
+    let loss = BlobLossConfig::new().with_activation(Activation::None).init();
+    let parts = loss.forward_parts(x, y);
+    let (tp, sum_p, sum_t) = (0.9 + 0.8 + 0.6, p.iter().sum::<f32>() as f64, 3.0);
+    let dice = 1.0 - (2.0 * tp + 1e-5) / (sum_p + sum_t + 1e-5);
+    close(scalar(parts.blob), dice, 1e-6, "blob");
+    close(scalar(parts.global), dice, 1e-6, "global");
+    close(scalar(parts.total), 3.0 * dice, 1e-6, "total");
+}
+
+#[test]
+fn missed_small_instance_costs_half_the_blob_term() {
+    // A 1000-voxel instance predicted perfectly, a 5-voxel one missed entirely.
+    let device = device();
+    let n = 2000;
+    let mut ids = vec![0i32; n];
+    let mut p = vec![0.0f32; n];
+    for v in 0..1000 {
+        ids[v] = 1;
+        p[v] = 1.0;
+    }
+    for id in ids.iter_mut().skip(1500).take(5) {
+        *id = 2;
+    }
+    let x = Tensor::<3>::from_data(TensorData::new(p, vec![1, 1, n]), &device);
+    let y = Tensor::<3, Int>::from_data(TensorData::new(ids, vec![1, 1, n]), &device);
+    let parts = BlobLossConfig::new().with_activation(Activation::None).init().forward_parts(x, y);
+    let global = scalar(parts.global);
+    let blob = scalar(parts.blob);
+    assert!(global < 0.003, "global Dice loss {global}: Dice near 1");
+    close(blob, 0.5, 1e-4, "blob term near 0.5");
+}
+
+#[test]
+fn gradient_matches_finite_differences() {
+    let device = Device::flex();
+    let shape = [2usize, 2, 3, 4];
+    let mut rng = Rng(50);
+    let (logits, ids) = random_batch(&mut rng, &shape, 3, 0.5);
+    for config in [
+        BlobLossConfig::new(),
+        BlobLossConfig::new().with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_tversky_weight(1.0)),
+        BlobLossConfig::new().with_activation(Activation::Softmax).with_masking(Masking::Exclude),
+    ] {
+        let loss = config.init();
+        let (x, y) = tensors(shape, &logits, &ids, &device.clone().autodiff());
+        let total = loss.forward(x.clone(), y);
+        let grad = to_vec(x.grad(&total.backward()).unwrap().reshape([-1]));
+        let eval = |values: &[f32]| {
+            let (x, y) = tensors(shape, values, &ids, &device);
+            scalar(loss.forward(x, y))
+        };
+        let eps = 1e-2f32;
+        for i in (0..logits.len()).step_by(5) {
+            let (mut plus, mut minus) = (logits.clone(), logits.clone());
+            plus[i] += eps;
+            minus[i] -= eps;
+            let fd = (eval(&plus) - eval(&minus)) / (2.0 * f64::from(eps));
+            assert!(
+                (fd - f64::from(grad[i])).abs() <= 2e-3 + 2e-2 * fd.abs(),
+                "voxel {i}: fd {fd} vs autodiff {}",
+                grad[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn batch_without_instances_gives_zero_blob_with_a_gradient() {
+    let device = device();
+    let x = Tensor::<4>::from_floats([[[[0.5, -1.0], [2.0, 0.0]]], [[[1.0, 1.0], [1.0, 1.0]]]], &device).require_grad();
+    let y = Tensor::<4, Int>::zeros([2, 1, 2, 2], &device);
+    let loss = BlobLossConfig::new().with_global_weight(0.0).init();
+    let parts = loss.forward_parts(x.clone(), y);
+    assert_eq!(scalar(parts.blob.clone()), 0.0);
+    let grad = to_vec(x.grad(&parts.total.backward()).expect("the graph reaches the logits").reshape([-1]));
+    assert!(grad.iter().all(|&g| g == 0.0), "{grad:?}");
+}
+
+#[test]
+fn large_volumes_do_not_drift() {
+    // 2 x 128^3 voxels at p = 0.25: f32 running sums would drift visibly; f64 bins do not.
+    let device = Device::flex();
+    let n = 128 * 128 * 128;
+    let p = Tensor::<5>::full([2, 1, 128, 128, 128], 0.25, &device);
+    let mut ids = vec![0i32; 2 * n];
+    ids[..n / 2].iter_mut().for_each(|i| *i = 1);
+    let y = Tensor::<5, Int>::from_data(TensorData::new(ids, vec![2, 1, 128, 128, 128]), &device);
+    let parts = BlobLossConfig::new().with_activation(Activation::None).init().forward_parts(p, y);
+    // Element 0: tp = n/2 * 0.25, sum p = n * 0.25, sum t = n/2. Element 1: no target.
+    let n = n as f64;
+    let dice0 = 1.0 - (2.0 * n / 8.0 + 1e-5) / (n / 4.0 + n / 2.0 + 1e-5);
+    let dice1 = 1.0 - 1e-5 / (n / 4.0 + 1e-5);
+    close(scalar(parts.global), (dice0 + dice1) / 2.0, 1e-6, "global");
+    close(scalar(parts.blob), dice0, 1e-6, "blob");
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let device = Device::flex();
+    let loss = BlobLossConfig::new().init();
+    let x = Tensor::<4>::zeros([1, 1, 2, 2], &device);
+    let err = loss.try_forward(x.clone(), Tensor::<4, Int>::zeros([1, 1, 2, 3], &device)).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    let err =
+        loss.try_forward(Tensor::<2>::zeros([2, 2], &device), Tensor::<2, Int>::zeros([2, 2], &device)).unwrap_err();
+    assert!(matches!(err, Error::UnsupportedRank { ndim: 2, .. }), "{err}");
+    let negative = Tensor::<4, Int>::from_ints([[[[0, -3], [1, 2]]]], &device);
+    assert_eq!(loss.try_forward(x.clone(), negative).unwrap_err(), Error::NegativeInstanceId { value: -3 });
+    let huge = Tensor::<4, Int>::from_ints([[[[0, 1 << 30], [1, 2]]]], &device);
+    let err = loss.try_forward(x.clone(), huge).unwrap_err();
+    assert!(matches!(err, Error::InstanceIdTooLarge { max_id: 1073741824, .. }), "{err}");
+    assert!(err.to_string().contains("relabel"), "{err}");
+
+    for bad in [f64::NAN, f64::INFINITY, -1.0] {
+        let err = BlobLossConfig::new().with_blob_weight(bad).try_init().unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+        let err =
+            BlobLossConfig::new().with_global_loss(BaseLossConfig::new().with_smooth_dr(bad)).try_init().unwrap_err();
+        assert!(err.to_string().contains("global_loss.smooth_dr"), "{err}");
+    }
+    let off = BaseLossConfig::new().with_dice_weight(0.0);
+    assert!(BlobLossConfig::new().with_blob_loss(off).try_init().is_err());
+    let err = BlobLossConfig::new().with_activation(Activation::Softmax).with_masking(Masking::Reference).try_init();
+    assert!(err.unwrap_err().to_string().contains("Activation::Sigmoid"));
+}
+
+#[test]
+#[should_panic(expected = "negative instance id -1")]
+fn forward_panics_with_the_error_message() {
+    let device = Device::flex();
+    let x = Tensor::<3>::zeros([1, 1, 2], &device);
+    BlobLossConfig::new().init().forward(x, Tensor::<3, Int>::from_ints([[[0, -1]]], &device));
+}
+
+#[test]
+fn instance_maps_convert_from_ndarray() {
+    use blob_loss::components::{Connectivity, label_batch};
+    use blob_loss::loss::instances_to_tensor;
+    let masks = ndarray::Array4::<u8>::from_shape_fn((1, 1, 4, 4), |(_, _, y, x)| u8::from((x + y) % 3 == 0));
+    let batch = label_batch(masks.view(), Connectivity::Four).unwrap();
+    let t: Tensor<4, Int> = instances_to_tensor(batch.labels.view(), &Device::flex()).unwrap();
+    let back: Vec<i64> = t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+    assert_eq!(back, batch.labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+    let err = instances_to_tensor::<3, _>(batch.labels.view(), &Device::flex()).unwrap_err();
+    assert!(matches!(err, Error::UnsupportedRank { .. }));
+    let big = ndarray::Array3::<u32>::from_elem((1, 1, 1), u32::MAX);
+    assert!(matches!(instances_to_tensor::<3, _>(big.view(), &Device::flex()), Err(Error::InstanceIdTooLarge { .. })));
+}
