@@ -27,4 +27,9 @@ mod error;
 pub mod loss;
 
 pub use error::Error;
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 pub use loss::{BlobLoss, BlobLossConfig, BlobLossOutput};

@@ -75,7 +75,7 @@ impl Connectivity {
     }
 
     /// The full (corner-connected) neighbourhood for a dimensionality: `Eight` in 2D,
-    /// `TwentySix` in 3D. This is the default of [`metrics`](crate::metrics).
+    /// `TwentySix` in 3D. The usual default for instance-level metrics.
     ///
     /// ```
     /// # use blob_loss::components::Connectivity;
