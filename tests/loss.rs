@@ -214,16 +214,21 @@ fn configs() -> Vec<BlobLossConfig> {
     ]
 }
 
+/// Every configuration on both paths: the fused CPU one and the generic tensor one.
+fn configs_both_paths() -> Vec<BlobLossConfig> {
+    configs().into_iter().flat_map(|c| [c.clone().with_fused_cpu(true), c.with_fused_cpu(false)]).collect()
+}
+
 #[test]
 fn matches_naive_loop_in_2d() {
-    for (i, config) in configs().iter().enumerate() {
+    for (i, config) in configs_both_paths().iter().enumerate() {
         check_against_naive(config, [3, 2, 9, 11], 10 + i as u64, 6, 0.3);
     }
 }
 
 #[test]
 fn matches_naive_loop_in_3d_and_1d() {
-    for (i, config) in configs().iter().enumerate() {
+    for (i, config) in configs_both_paths().iter().enumerate() {
         check_against_naive(config, [2, 1, 5, 6, 7], 20 + i as u64, 12, 0.2);
         check_against_naive(config, [2, 3, 40], 30 + i as u64, 4, 0.5);
     }
@@ -232,7 +237,9 @@ fn matches_naive_loop_in_3d_and_1d() {
 #[test]
 fn many_single_voxel_instances() {
     // Ids up to 3 * 300: most instances are one voxel.
-    check_against_naive(&BlobLossConfig::new(), [1, 1, 30, 30], 40, 300, 0.25);
+    for fused in [true, false] {
+        check_against_naive(&BlobLossConfig::new().with_fused_cpu(fused), [1, 1, 30, 30], 40, 300, 0.25);
+    }
 }
 
 #[test]
@@ -282,7 +289,11 @@ fn gradient_matches_finite_differences() {
     let (logits, ids) = random_batch(&mut rng, &shape, 3, 0.5);
     for config in [
         BlobLossConfig::new(),
+        BlobLossConfig::new().with_fused_cpu(false),
         BlobLossConfig::new().with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_tversky_weight(1.0)),
+        BlobLossConfig::new()
+            .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_tversky_weight(1.0))
+            .with_fused_cpu(false),
         BlobLossConfig::new().with_activation(Activation::Softmax).with_masking(Masking::Exclude),
     ] {
         let loss = config.init();
@@ -313,11 +324,13 @@ fn batch_without_instances_gives_zero_blob_with_a_gradient() {
     let device = device();
     let x = Tensor::<4>::from_floats([[[[0.5, -1.0], [2.0, 0.0]]], [[[1.0, 1.0], [1.0, 1.0]]]], &device).require_grad();
     let y = Tensor::<4, Int>::zeros([2, 1, 2, 2], &device);
-    let loss = BlobLossConfig::new().with_global_weight(0.0).init();
-    let parts = loss.forward_parts(x.clone(), y);
-    assert_eq!(scalar(parts.blob.clone()), 0.0);
-    let grad = to_vec(x.grad(&parts.total.backward()).expect("the graph reaches the logits").reshape([-1]));
-    assert!(grad.iter().all(|&g| g == 0.0), "{grad:?}");
+    for fused in [true, false] {
+        let loss = BlobLossConfig::new().with_global_weight(0.0).with_fused_cpu(fused).init();
+        let parts = loss.forward_parts(x.clone(), y.clone());
+        assert_eq!(scalar(parts.blob.clone()), 0.0);
+        let grad = to_vec(x.grad(&parts.total.backward()).expect("the graph reaches the logits").reshape([-1]));
+        assert!(grad.iter().all(|&g| g == 0.0), "{grad:?}");
+    }
 }
 
 #[test]
@@ -329,13 +342,16 @@ fn large_volumes_do_not_drift() {
     let mut ids = vec![0i32; 2 * n];
     ids[..n / 2].iter_mut().for_each(|i| *i = 1);
     let y = Tensor::<5, Int>::from_data(TensorData::new(ids, vec![2, 1, 128, 128, 128]), &device);
-    let parts = BlobLossConfig::new().with_activation(Activation::None).init().forward_parts(p, y);
-    // Element 0: tp = n/2 * 0.25, sum p = n * 0.25, sum t = n/2. Element 1: no target.
-    let n = n as f64;
-    let dice0 = 1.0 - (2.0 * n / 8.0 + 1e-5) / (n / 4.0 + n / 2.0 + 1e-5);
-    let dice1 = 1.0 - 1e-5 / (n / 4.0 + 1e-5);
-    close(scalar(parts.global), (dice0 + dice1) / 2.0, 1e-6, "global");
-    close(scalar(parts.blob), dice0, 1e-6, "blob");
+    for fused in [true, false] {
+        let config = BlobLossConfig::new().with_activation(Activation::None).with_fused_cpu(fused);
+        let parts = config.init().forward_parts(p.clone(), y.clone());
+        // Element 0: tp = n/2 * 0.25, sum p = n * 0.25, sum t = n/2. Element 1: no target.
+        let n = 128.0 * 128.0 * 128.0;
+        let dice0 = 1.0 - (2.0 * n / 8.0 + 1e-5) / (n / 4.0 + n / 2.0 + 1e-5);
+        let dice1 = 1.0 - 1e-5 / (n / 4.0 + 1e-5);
+        close(scalar(parts.global), (dice0 + dice1) / 2.0, 1e-6, "global");
+        close(scalar(parts.blob), dice0, 1e-6, "blob");
+    }
 }
 
 #[test]

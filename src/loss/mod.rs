@@ -27,6 +27,7 @@ mod activation;
 mod base;
 mod blob;
 mod convert;
+mod host;
 
 pub use activation::Activation;
 pub use base::BaseLossConfig;
