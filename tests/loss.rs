@@ -9,8 +9,16 @@ use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::Rng;
 
+/// The backend under test: flex, or wgpu when built with `--features wgpu` (the same suite).
+fn base_device() -> Device {
+    #[cfg(feature = "wgpu")]
+    return Device::wgpu(Default::default());
+    #[cfg(not(feature = "wgpu"))]
+    return Device::flex();
+}
+
 fn device() -> Device {
-    Device::flex().autodiff()
+    base_device().autodiff()
 }
 
 fn scalar(t: Tensor<1>) -> f64 {
@@ -283,7 +291,7 @@ fn missed_small_instance_costs_half_the_blob_term() {
 
 #[test]
 fn gradient_matches_finite_differences() {
-    let device = Device::flex();
+    let device = base_device();
     let shape = [2usize, 2, 3, 4];
     let mut rng = Rng(50);
     let (logits, ids) = random_batch(&mut rng, &shape, 3, 0.5);
@@ -336,7 +344,7 @@ fn batch_without_instances_gives_zero_blob_with_a_gradient() {
 #[test]
 fn large_volumes_do_not_drift() {
     // 2 x 128^3 voxels at p = 0.25: f32 running sums would drift visibly; f64 bins do not.
-    let device = Device::flex();
+    let device = base_device();
     let n = 128 * 128 * 128;
     let p = Tensor::<5>::full([2, 1, 128, 128, 128], 0.25, &device);
     let mut ids = vec![0i32; 2 * n];
@@ -356,7 +364,7 @@ fn large_volumes_do_not_drift() {
 
 #[test]
 fn bad_inputs_are_clear_errors() {
-    let device = Device::flex();
+    let device = base_device();
     let loss = BlobLossConfig::new().init();
     let x = Tensor::<4>::zeros([1, 1, 2, 2], &device);
     let err = loss.try_forward(x.clone(), Tensor::<4, Int>::zeros([1, 1, 2, 3], &device)).unwrap_err();
@@ -387,7 +395,7 @@ fn bad_inputs_are_clear_errors() {
 #[test]
 #[should_panic(expected = "negative instance id -1")]
 fn forward_panics_with_the_error_message() {
-    let device = Device::flex();
+    let device = base_device();
     let x = Tensor::<3>::zeros([1, 1, 2], &device);
     BlobLossConfig::new().init().forward(x, Tensor::<3, Int>::from_ints([[[0, -1]]], &device));
 }
@@ -398,11 +406,11 @@ fn instance_maps_convert_from_ndarray() {
     use blob_loss::loss::instances_to_tensor;
     let masks = ndarray::Array4::<u8>::from_shape_fn((1, 1, 4, 4), |(_, _, y, x)| u8::from((x + y) % 3 == 0));
     let batch = label_batch(masks.view(), Connectivity::Four).unwrap();
-    let t: Tensor<4, Int> = instances_to_tensor(batch.labels.view(), &Device::flex()).unwrap();
+    let t: Tensor<4, Int> = instances_to_tensor(batch.labels.view(), &base_device()).unwrap();
     let back: Vec<i64> = t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
     assert_eq!(back, batch.labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
-    let err = instances_to_tensor::<3, _>(batch.labels.view(), &Device::flex()).unwrap_err();
+    let err = instances_to_tensor::<3, _>(batch.labels.view(), &base_device()).unwrap_err();
     assert!(matches!(err, Error::UnsupportedRank { .. }));
     let big = ndarray::Array3::<u32>::from_elem((1, 1, 1), u32::MAX);
-    assert!(matches!(instances_to_tensor::<3, _>(big.view(), &Device::flex()), Err(Error::InstanceIdTooLarge { .. })));
+    assert!(matches!(instances_to_tensor::<3, _>(big.view(), &base_device()), Err(Error::InstanceIdTooLarge { .. })));
 }
