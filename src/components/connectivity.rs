@@ -159,15 +159,12 @@ impl std::fmt::Display for Connectivity {
 mod tests {
     use super::*;
 
+    const ALL: [Connectivity; 5] =
+        [Connectivity::Four, Connectivity::Eight, Connectivity::Six, Connectivity::Eighteen, Connectivity::TwentySix];
+
     #[test]
     fn round_trips_through_neighbour_count() {
-        for c in [
-            Connectivity::Four,
-            Connectivity::Eight,
-            Connectivity::Six,
-            Connectivity::Eighteen,
-            Connectivity::TwentySix,
-        ] {
+        for c in ALL {
             assert_eq!(Connectivity::try_from(c.neighbours()).unwrap(), c);
             assert_eq!(c.to_string(), c.neighbours().to_string());
         }
@@ -179,13 +176,7 @@ mod tests {
     /// The row groups must cover exactly the earlier half of the full neighbourhood.
     #[test]
     fn earlier_rows_cover_the_earlier_neighbours() {
-        for c in [
-            Connectivity::Four,
-            Connectivity::Eight,
-            Connectivity::Six,
-            Connectivity::Eighteen,
-            Connectivity::TwentySix,
-        ] {
+        for c in ALL {
             let mut from_rows = Vec::new();
             for r in c.earlier_rows() {
                 let dxs: &[isize] = if r.diagonal { &[-1, 0, 1] } else { &[0] };
