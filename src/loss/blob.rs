@@ -14,6 +14,10 @@ use crate::Error;
 /// for each statistic.
 pub const MAX_BINS: u128 = 1 << 27;
 
+/// Voxels per accumulation chunk on backends that accumulate in `f32` (GPU): short enough that
+/// the `f32` sum of one chunk stays exact to about `1e-7` relative.
+const GPU_CHUNK: usize = 1 << 14;
+
 /// How the voxels of the *other* instances enter instance `k`'s term.
 ///
 /// # Example
@@ -140,8 +144,10 @@ pub struct BlobLossOutput {
 /// one pass: the per-voxel statistics are scatter-added into bins indexed by instance id (bin 0
 /// is the background), and every base loss is computed from those bin sums. The cost is
 /// `O(voxels + instances)` whatever the number of instances, with one small host read per call
-/// (the smallest and largest id). Sums are accumulated in `f64`, so the value does not drift on
-/// large volumes.
+/// (the smallest and largest id). On the CPU backend (flex) the sums are accumulated in `f64`;
+/// on GPU backends in `f32` bins per chunk of 16384 voxels, summed afterwards; either way the
+/// value does not drift on large volumes. On flex with a sigmoid or no activation the default
+/// ([`BlobLossConfig::fused_cpu`]) computes the sums and the gradient in fused host passes.
 ///
 /// # Example
 /// ```
@@ -236,24 +242,47 @@ impl BlobLoss {
         let max_id = check_ids(&instances, rows)?;
         let bins = max_id as usize + 1;
 
-        // Per-voxel statistics, [rows, voxels], in f64 so that large sums stay exact.
+        // Per-voxel statistics, [rows, voxels], computed in f32 (GPU shaders have no f64
+        // exp/log), accumulated exactly enough: in f64 on flex; on other backends, whose f64
+        // atomics are not dependable, in f32 bins per chunk of voxels, summed afterwards.
+        let on_flex = device.clone().without_autodiff() == Device::flex();
+        let (accumulate, chunk) = if on_flex {
+            (FloatDType::F64, voxels.max(1))
+        } else {
+            let chunks_fitting = (MAX_BINS as usize / (rows * bins).max(1)).max(1);
+            (FloatDType::F32, GPU_CHUNK.max(voxels.div_ceil(chunks_fitting)))
+        };
+        let chunks = voxels.div_ceil(chunk).max(1);
         let probabilities = config.activation.apply(outputs.clone());
         let ids = instances.reshape([rows, voxels]);
-        let target = ids.clone().greater_elem(0).float().cast(FloatDType::F64);
-        let p = probabilities.reshape([rows, voxels]).cast(FloatDType::F64);
+        let target = ids.clone().greater_elem(0).float();
+        let p = probabilities.reshape([rows, voxels]);
+        let slots = if chunks == 1 {
+            ids
+        } else {
+            let offsets =
+                Tensor::<1, Int>::arange(0..voxels as i64, &device).div_scalar(chunk as i64).mul_scalar(bins as i64);
+            ids + offsets.unsqueeze::<2>()
+        };
         let scatter = |values: Tensor<2>| {
-            Tensor::<2>::zeros([rows, bins], (&device, DType::F64)).scatter(
+            let dtype: DType = accumulate.into();
+            let per_chunk = Tensor::<2>::zeros([rows, chunks * bins], (&device, dtype)).scatter(
                 1,
-                ids.clone(),
-                values,
+                slots.clone(),
+                values.cast(accumulate),
                 IndexingUpdateOp::Add,
-            )
+            );
+            if chunks == 1 {
+                per_chunk
+            } else {
+                per_chunk.reshape([rows, chunks, bins]).sum_dim(1).reshape([rows, bins])
+            }
         };
         let sum_bce = self.needs_bce().then(|| {
             let bce = match config.activation {
                 Activation::Sigmoid => {
                     // -ln p where t = 1 and -ln(1 - p) where t = 0, as softplus(x (1 - 2t)).
-                    let x = outputs.reshape([rows, voxels]).cast(FloatDType::F64) * (target.clone() * -2.0 + 1.0);
+                    let x = outputs.reshape([rows, voxels]) * (target.clone() * -2.0 + 1.0);
                     relu(x.clone()) + x.abs().neg().exp().log1p()
                 }
                 _ => {
@@ -273,7 +302,7 @@ impl BlobLoss {
         let global = self.global_term(&sums);
         let blob = self.blob_term(&sums, dims[0], dims[1]);
         let total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
-        let to_f32 = |t: Tensor<1>| t.cast(FloatDType::F32);
+        let to_f32 = |t: Tensor<1>| if on_flex { t.cast(FloatDType::F32) } else { t };
         Ok(BlobLossOutput { total: to_f32(total), global: to_f32(global), blob: to_f32(blob) })
     }
 
@@ -305,8 +334,9 @@ impl BlobLoss {
         let sums = host::sums(config.activation, &x, &ids, rows, bins, self.needs_p2(), self.needs_bce());
         let track = device.is_autodiff();
 
-        // One scalar (global or blob) from fresh leaves: its value and, when tracked, its gradient.
-        let part = |score: &dyn Fn(&Bins) -> Tensor<1>| -> Tensor<1> {
+        // One scalar (global or blob) from fresh leaves: its value and, when tracked, the
+        // gradients with respect to the bin sums.
+        let score = |score: &dyn Fn(&Bins) -> Tensor<1>| -> (f64, Option<host::BinGradients>) {
             let leaves = Bins {
                 p: host::leaf(&sums.p, rows, bins, &device, track),
                 p2: sums.p2.as_ref().map(|v| host::leaf(v, rows, bins, &device, track)),
@@ -315,12 +345,9 @@ impl BlobLoss {
                 voxels: voxels as f64,
             };
             let value = score(&leaves);
-            let constant = Tensor::<1>::from_data(
-                TensorData::new(vec![value.clone().into_scalar::<f64>() as f32], vec![1]),
-                &device,
-            );
+            let scalar = value.clone().into_scalar::<f64>();
             if !track {
-                return constant;
+                return (scalar, None);
             }
             let grads = value.backward();
             let grad_of = |t: &Tensor<2>| -> Vec<f64> {
@@ -333,14 +360,25 @@ impl BlobLoss {
                 p2: leaves.p2.as_ref().map(grad_of),
                 bce: leaves.bce.as_ref().map(grad_of),
             };
-            let gradient = host::voxel_gradient(config.activation, &x, &ids, bins, &bin_grads);
-            let gradient = Tensor::<D>::from_data(TensorData::new(gradient, dims.to_vec()), &device);
-            // Value 0 exactly, gradient `gradient`: the surrogate that carries it to `outputs`.
-            let carrier = (outputs.clone() * gradient).sum();
-            constant + (carrier.clone() - carrier.detach())
+            (scalar, Some(bin_grads))
         };
-        let global = part(&|b| self.global_term(b));
-        let blob = part(&|b| self.blob_term(b, dims[0], dims[1]));
+        let (global_value, global_grads) = score(&|b| self.global_term(b));
+        let (blob_value, blob_grads) = score(&|b| self.blob_term(b, dims[0], dims[1]));
+        let constant = |value: f64| Tensor::<1>::from_data(TensorData::new(vec![value as f32], vec![1]), &device);
+        let (global, blob) = match (global_grads, blob_grads) {
+            (Some(g), Some(b)) => {
+                // Both voxel gradients in one pass, each carried to `outputs` by a surrogate whose
+                // value is 0 exactly.
+                let [g, b] = host::voxel_gradients(config.activation, &x, &ids, bins, [&g, &b]);
+                let carry = |gradient: Vec<f32>| {
+                    let gradient = Tensor::<D>::from_data(TensorData::new(gradient, dims.to_vec()), &device);
+                    let carrier = (outputs.clone() * gradient).sum();
+                    carrier.clone() - carrier.detach()
+                };
+                (constant(global_value) + carry(g), constant(blob_value) + carry(b))
+            }
+            _ => (constant(global_value), constant(blob_value)),
+        };
         let total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
         Ok(BlobLossOutput { total, global, blob })
     }
@@ -388,15 +426,15 @@ impl BlobLoss {
         let per_instance = self.config.blob_loss.score(&sums);
 
         // Means over present instances, channels with instances, elements with instances.
-        let present = size.greater_elem(0.0).float().cast(FloatDType::F64);
+        let present = size.clamp_max(1.0); // sizes are whole numbers: 1 where present, 0 elsewhere
         let n_instances = present.clone().sum_dim(1); // [rows, 1]
         let channel_loss = (per_instance * present).sum_dim(1) / n_instances.clone().clamp_min(1.0);
-        let channel_has = n_instances.greater_elem(0.0).float().cast(FloatDType::F64);
+        let channel_has = n_instances.clone().clamp_max(1.0);
         let channel_loss = channel_loss.reshape([batch, channels]);
         let channel_has = channel_has.reshape([batch, channels]);
         let n_channels = channel_has.clone().sum_dim(1); // [batch, 1]
         let element_loss = (channel_loss * channel_has).sum_dim(1) / n_channels.clone().clamp_min(1.0);
-        let element_has = n_channels.greater_elem(0.0).float().cast(FloatDType::F64);
+        let element_has = n_channels.clone().clamp_max(1.0);
         let n_elements = element_has.clone().sum();
         ((element_loss * element_has).sum() / n_elements.clamp_min(1.0)).reshape([1])
     }

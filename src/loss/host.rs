@@ -118,51 +118,56 @@ pub(crate) struct BinGradients {
     pub bce: Option<Vec<f64>>,
 }
 
-/// The gradient with respect to every input voxel, from the gradients of the bins it was added to.
-pub(crate) fn voxel_gradient(
+/// The gradients of `N` scalars with respect to every input voxel, from the gradients of the
+/// bins each voxel was added to, in one pass.
+pub(crate) fn voxel_gradients<const N: usize>(
     activation: Activation,
     x: &[f32],
     ids: &[i64],
     bins: usize,
-    grads: &BinGradients,
-) -> Vec<f32> {
-    let row_len = x.len() / (grads.p.len() / bins).max(1);
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(ids.par_chunks(CHUNK)).enumerate().for_each(
-        |(c, ((out, x), ids))| {
-            for (i, ((o, &x), &id)) in out.iter_mut().zip(x).zip(ids).enumerate() {
+    grads: [&BinGradients; N],
+) -> [Vec<f32>; N] {
+    let rows = grads[0].p.len() / bins;
+    let row_len = x.len() / rows.max(1);
+    let mut out: [Vec<f32>; N] = std::array::from_fn(|_| vec![0f32; x.len()]);
+    let mut chunks: Vec<[&mut [f32]; N]> = Vec::new();
+    {
+        let mut iters: Vec<_> = out.iter_mut().map(|o| o.chunks_mut(CHUNK)).collect();
+        for _ in 0..x.len().div_ceil(CHUNK) {
+            let next: Vec<&mut [f32]> = iters.iter_mut().map(|it| it.next().expect("same length")).collect();
+            chunks.push(next.try_into().unwrap_or_else(|_| unreachable!("N chunks")));
+        }
+    }
+    chunks.into_par_iter().zip(x.par_chunks(CHUNK)).zip(ids.par_chunks(CHUNK)).enumerate().for_each(
+        |(c, ((mut out, x), ids))| {
+            for (i, (&x, &id)) in x.iter().zip(ids).enumerate() {
                 let v = c * CHUNK + i;
                 let bin = v / row_len * bins + id as usize;
                 let x = f64::from(x);
                 let p = probability(activation, x);
                 let target = id > 0;
-                // d(loss)/dp through sum(p), sum(p^2) and the cross-entropy.
-                let mut dp = grads.p[bin];
-                if let Some(g) = &grads.p2 {
-                    dp += g[bin] * 2.0 * p;
-                }
-                let g = match activation {
-                    Activation::Sigmoid => {
-                        // dp/dx = p (1 - p); d(ce)/dx = p - t.
-                        let mut g = dp * p * (1.0 - p);
-                        if let Some(gb) = &grads.bce {
-                            g += gb[bin] * (p - f64::from(u8::from(target)));
-                        }
-                        g
-                    }
+                // dp/dx and d(cross-entropy)/dx for this voxel, shared by the N scalars.
+                let (dp_dx, dce_dx) = match activation {
+                    // dp/dx = p (1 - p); d(ce)/dx = p - t.
+                    Activation::Sigmoid => (p * (1.0 - p), p - f64::from(u8::from(target))),
                     _ => {
-                        let mut g = dp;
-                        if let Some(gb) = &grads.bce {
-                            let q = if target { p } else { 1.0 - p };
-                            // -ln q clamped at 100: no gradient where the clamp holds.
-                            if q.ln() > -100.0 {
-                                g += gb[bin] * if target { -1.0 / p } else { 1.0 / (1.0 - p) };
-                            }
-                        }
-                        g
+                        let q = if target { p } else { 1.0 - p };
+                        // -ln q is clamped at 100: no gradient where the clamp holds.
+                        let dce = if q.ln() > -100.0 { if target { -1.0 / p } else { 1.0 / (1.0 - p) } } else { 0.0 };
+                        (1.0, dce)
                     }
                 };
-                *o = g as f32;
+                for (o, g) in out.iter_mut().zip(grads) {
+                    let mut dp = g.p[bin];
+                    if let Some(g2) = &g.p2 {
+                        dp += g2[bin] * 2.0 * p;
+                    }
+                    let mut dx = dp * dp_dx;
+                    if let Some(gb) = &g.bce {
+                        dx += gb[bin] * dce_dx;
+                    }
+                    o[i] = dx as f32;
+                }
             }
         },
     );
