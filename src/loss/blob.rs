@@ -127,6 +127,9 @@ impl BlobLossConfig {
 }
 
 /// The blob loss and its two unweighted parts, for logging.
+///
+/// Backpropagate `total`. `global` and `blob` are values for logging: on the fused CPU path
+/// ([`BlobLossConfig::fused_cpu`]) they carry no gradient.
 #[derive(Debug, Clone)]
 pub struct BlobLossOutput {
     /// `global_weight * global + blob_weight * blob`, shape `[1]`.
@@ -336,7 +339,7 @@ impl BlobLoss {
 
         // One scalar (global or blob) from fresh leaves: its value and, when tracked, the
         // gradients with respect to the bin sums.
-        let score = |score: &dyn Fn(&Bins) -> Tensor<1>| -> (f64, Option<host::BinGradients>) {
+        let score = |score: &dyn Fn(&Bins) -> Tensor<1>, track: bool| -> (f64, Option<host::BinGradients>) {
             let leaves = Bins {
                 p: host::leaf(&sums.p, rows, bins, &device, track),
                 p2: sums.p2.as_ref().map(|v| host::leaf(v, rows, bins, &device, track)),
@@ -362,24 +365,24 @@ impl BlobLoss {
             };
             (scalar, Some(bin_grads))
         };
-        let (global_value, global_grads) = score(&|b| self.global_term(b));
-        let (blob_value, blob_grads) = score(&|b| self.blob_term(b, dims[0], dims[1]));
+        let (global_value, _) = score(&|b| self.global_term(b), false);
+        let (blob_value, _) = score(&|b| self.blob_term(b, dims[0], dims[1]), false);
         let constant = |value: f64| Tensor::<1>::from_data(TensorData::new(vec![value as f32], vec![1]), &device);
-        let (global, blob) = match (global_grads, blob_grads) {
-            (Some(g), Some(b)) => {
-                // Both voxel gradients in one pass, each carried to `outputs` by a surrogate whose
-                // value is 0 exactly.
-                let [g, b] = host::voxel_gradients(config.activation, &x, &ids, bins, [&g, &b]);
-                let carry = |gradient: Vec<f32>| {
-                    let gradient = Tensor::<D>::from_data(TensorData::new(gradient, dims.to_vec()), &device);
-                    let carrier = (outputs.clone() * gradient).sum();
-                    carrier.clone() - carrier.detach()
-                };
-                (constant(global_value) + carry(g), constant(blob_value) + carry(b))
-            }
-            _ => (constant(global_value), constant(blob_value)),
+        let (global, blob) = (constant(global_value), constant(blob_value));
+        let total_value = config.global_weight * global_value + config.blob_weight * blob_value;
+        let total = if track {
+            // The gradient of the total, carried to `outputs` by a surrogate whose value is 0.
+            let weighted = |b: &Bins| {
+                self.global_term(b) * config.global_weight + self.blob_term(b, dims[0], dims[1]) * config.blob_weight
+            };
+            let (_, grads) = score(&weighted, true);
+            let [gradient] = host::voxel_gradients(config.activation, &x, &ids, bins, [&grads.expect("tracked")]);
+            let gradient = Tensor::<D>::from_data(TensorData::new(gradient, dims.to_vec()), &device);
+            let carrier = (outputs * gradient).sum();
+            constant(total_value) + (carrier.clone() - carrier.detach())
+        } else {
+            constant(total_value)
         };
-        let total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
         Ok(BlobLossOutput { total, global, blob })
     }
 

@@ -33,12 +33,13 @@ fn cross_entropy(activation: Activation, x: f64, p: f64, target: bool) -> f64 {
     }
 }
 
+/// The probability of a voxel, in `f32` like every backend's activation; sums are `f64`.
 #[inline]
-fn probability(activation: Activation, x: f64) -> f64 {
-    match activation {
+fn probability(activation: Activation, x: f32) -> f64 {
+    f64::from(match activation {
         Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         _ => x,
-    }
+    })
 }
 
 /// Scatter-adds the statistics of every voxel into its bin.
@@ -63,8 +64,8 @@ pub(crate) fn sums(
                 || vec![0f64; bins * stats],
                 |mut acc, (x, ids)| {
                     for (&x, &id) in x.iter().zip(ids) {
-                        let x = f64::from(x);
                         let p = probability(activation, x);
+                        let x = f64::from(x);
                         let b = id as usize;
                         acc[b] += p;
                         acc[bins + b] += 1.0;
@@ -143,7 +144,6 @@ pub(crate) fn voxel_gradients<const N: usize>(
             for (i, (&x, &id)) in x.iter().zip(ids).enumerate() {
                 let v = c * CHUNK + i;
                 let bin = v / row_len * bins + id as usize;
-                let x = f64::from(x);
                 let p = probability(activation, x);
                 let target = id > 0;
                 // dp/dx and d(cross-entropy)/dx for this voxel, shared by the N scalars.
