@@ -8,6 +8,8 @@
 //!   connectivity; binary and multi-label) on ndarray, for the data pipeline.
 //! - [`loss`]: the blob loss on burn tensors, differentiable on every backend, one pass for any
 //!   number of instances.
+//! - [`metrics`]: instance-level detection metrics (F1, sensitivity, precision, panoptic
+//!   quality) on ndarray.
 //!
 //! # Example
 //! ```
@@ -25,6 +27,7 @@
 pub mod components;
 mod error;
 pub mod loss;
+pub mod metrics;
 
 pub use error::Error;
 

@@ -1,0 +1,92 @@
+//! The sparse overlap table of two instance maps, built in one pass.
+
+use std::collections::HashMap;
+
+use ndarray::{ArrayView, Dimension, Zip};
+
+use crate::Error;
+
+/// The largest instance id the dense size tables accept.
+const MAX_ID: u32 = 1 << 26;
+
+/// Instance sizes of a prediction and a ground truth and the intersections of every overlapping
+/// pair: everything the instance metrics need, from one pass over the voxels.
+///
+/// # Example
+/// ```
+/// use blob_loss::metrics::OverlapTable;
+/// use ndarray::array;
+///
+/// let pred = array![[1u32, 1, 0], [0, 2, 2]];
+/// let gt = array![[1u32, 0, 0], [0, 0, 1]];
+/// let table = OverlapTable::new(pred.view(), gt.view()).unwrap();
+/// assert_eq!(table.pred_sizes, vec![(1, 2), (2, 2)]);
+/// assert_eq!(table.gt_sizes, vec![(1, 2)]);
+/// assert_eq!(table.pairs, vec![(1, 1, 1), (2, 1, 1)]);
+/// assert_eq!(table.intersection_voxels, 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OverlapTable {
+    /// `(id, voxels)` of every prediction instance, by id.
+    pub pred_sizes: Vec<(u32, u64)>,
+    /// `(id, voxels)` of every ground-truth instance, by id.
+    pub gt_sizes: Vec<(u32, u64)>,
+    /// `(prediction id, ground-truth id, intersecting voxels)` of every overlapping pair, sorted.
+    pub pairs: Vec<(u32, u32, u64)>,
+    /// Voxels that are foreground in both (the intersection of the binarised masks).
+    pub intersection_voxels: u64,
+}
+
+impl OverlapTable {
+    /// Builds the table of two instance maps of the same shape (0 is background).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`], and [`Error::InvalidArgument`] for an id above 2^26 (relabel the
+    /// map, for example with [`label`](crate::components::label)).
+    pub fn new<D: Dimension>(pred: ArrayView<'_, u32, D>, gt: ArrayView<'_, u32, D>) -> Result<Self, Error> {
+        if pred.shape() != gt.shape() {
+            return Err(Error::ShapeMismatch {
+                what: "prediction vs ground truth",
+                expected: gt.shape().to_vec(),
+                found: pred.shape().to_vec(),
+            });
+        }
+        let max = |a: &ArrayView<'_, u32, D>| a.iter().copied().max().unwrap_or(0);
+        let (max_pred, max_gt) = (max(&pred), max(&gt));
+        if max_pred.max(max_gt) > MAX_ID {
+            return Err(Error::InvalidArgument(format!(
+                "instance id {} is above {MAX_ID}: relabel the instance map",
+                max_pred.max(max_gt)
+            )));
+        }
+        let mut pred_count = vec![0u64; max_pred as usize + 1];
+        let mut gt_count = vec![0u64; max_gt as usize + 1];
+        let mut pairs: HashMap<(u32, u32), u64> = HashMap::new();
+        // Runs of one pair are common: count them before touching the map.
+        let mut run = ((0u32, 0u32), 0u64);
+        Zip::from(&pred).and(&gt).for_each(|&p, &g| {
+            pred_count[p as usize] += 1;
+            gt_count[g as usize] += 1;
+            if p != 0 && g != 0 {
+                if run.0 == (p, g) {
+                    run.1 += 1;
+                } else {
+                    if run.1 > 0 {
+                        *pairs.entry(run.0).or_default() += run.1;
+                    }
+                    run = ((p, g), 1);
+                }
+            }
+        });
+        if run.1 > 0 {
+            *pairs.entry(run.0).or_default() += run.1;
+        }
+        let sizes = |count: Vec<u64>| -> Vec<(u32, u64)> {
+            count.into_iter().enumerate().skip(1).filter(|&(_, n)| n > 0).map(|(id, n)| (id as u32, n)).collect()
+        };
+        let mut pairs: Vec<(u32, u32, u64)> = pairs.into_iter().map(|((p, g), n)| (p, g, n)).collect();
+        pairs.sort_unstable();
+        let intersection_voxels = pairs.iter().map(|&(_, _, n)| n).sum();
+        Ok(Self { pred_sizes: sizes(pred_count), gt_sizes: sizes(gt_count), pairs, intersection_voxels })
+    }
+}
