@@ -3,11 +3,78 @@
 use std::collections::HashMap;
 
 use ndarray::{ArrayView, Dimension, Zip};
+use rayon::prelude::*;
 
 use crate::Error;
 
 /// The largest instance id the dense size tables accept.
 const MAX_ID: u32 = 1 << 26;
+
+/// Voxels per parallel chunk of the counting pass.
+const CHUNK: usize = 1 << 18;
+
+/// Sizes and pair intersections of a part of the voxels.
+struct Counts {
+    pred: Vec<u64>,
+    gt: Vec<u64>,
+    pairs: HashMap<(u32, u32), u64>,
+    /// The pair of the last foreground-in-both voxel and how many in a row: runs of one pair are
+    /// common, so they are counted before touching the map.
+    run: ((u32, u32), u64),
+}
+
+impl Counts {
+    fn new(max_pred: u32, max_gt: u32) -> Self {
+        Self {
+            pred: vec![0; max_pred as usize + 1],
+            gt: vec![0; max_gt as usize + 1],
+            pairs: HashMap::new(),
+            run: ((0, 0), 0),
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, p: u32, g: u32) {
+        if p != 0 {
+            self.pred[p as usize] += 1;
+        }
+        if g != 0 {
+            self.gt[g as usize] += 1;
+            if p != 0 {
+                if self.run.0 == (p, g) {
+                    self.run.1 += 1;
+                } else {
+                    self.flush();
+                    self.run = ((p, g), 1);
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.run.1 > 0 {
+            *self.pairs.entry(self.run.0).or_default() += self.run.1;
+            self.run.1 = 0;
+        }
+    }
+
+    fn merge(mut self, mut other: Self) -> Self {
+        self.flush();
+        other.flush();
+        self.pred.iter_mut().zip(&other.pred).for_each(|(a, b)| *a += b);
+        self.gt.iter_mut().zip(&other.gt).for_each(|(a, b)| *a += b);
+        for (k, n) in other.pairs {
+            *self.pairs.entry(k).or_default() += n;
+        }
+        self
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn finish(mut self) -> (Vec<u64>, Vec<u64>, HashMap<(u32, u32), u64>) {
+        self.flush();
+        (self.pred, self.gt, self.pairs)
+    }
+}
 
 /// Instance sizes of a prediction and a ground truth and the intersections of every overlapping
 /// pair: everything the instance metrics need, from one pass over the voxels.
@@ -59,28 +126,27 @@ impl OverlapTable {
                 max_pred.max(max_gt)
             )));
         }
-        let mut pred_count = vec![0u64; max_pred as usize + 1];
-        let mut gt_count = vec![0u64; max_gt as usize + 1];
-        let mut pairs: HashMap<(u32, u32), u64> = HashMap::new();
-        // Runs of one pair are common: count them before touching the map.
-        let mut run = ((0u32, 0u32), 0u64);
-        Zip::from(&pred).and(&gt).for_each(|&p, &g| {
-            pred_count[p as usize] += 1;
-            gt_count[g as usize] += 1;
-            if p != 0 && g != 0 {
-                if run.0 == (p, g) {
-                    run.1 += 1;
-                } else {
-                    if run.1 > 0 {
-                        *pairs.entry(run.0).or_default() += run.1;
-                    }
-                    run = ((p, g), 1);
-                }
+        let counts = match (pred.as_slice(), gt.as_slice()) {
+            // Standard layout: chunks in parallel, merged.
+            (Some(p), Some(g)) => p
+                .par_chunks(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .fold(
+                    || Counts::new(max_pred, max_gt),
+                    |mut c, (p, g)| {
+                        p.iter().zip(g).for_each(|(&p, &g)| c.add(p, g));
+                        c
+                    },
+                )
+                .reduce(|| Counts::new(max_pred, max_gt), Counts::merge),
+            _ => {
+                let mut c = Counts::new(max_pred, max_gt);
+                Zip::from(&pred).and(&gt).for_each(|&p, &g| c.add(p, g));
+                c
             }
-        });
-        if run.1 > 0 {
-            *pairs.entry(run.0).or_default() += run.1;
         }
+        .finish();
+        let (pred_count, gt_count, pairs) = counts;
         let sizes = |count: Vec<u64>| -> Vec<(u32, u64)> {
             count.into_iter().enumerate().skip(1).filter(|&(_, n)| n > 0).map(|(id, n)| (id as u32, n)).collect()
         };
