@@ -84,8 +84,8 @@ pub(crate) struct Band<A> {
     pub parent: Vec<u32>,
 }
 
-/// The most runs a band reserves room for before it has seen its rows.
-const RESERVE_RUNS: usize = 1 << 26;
+/// Runs per row a band reserves room for before it has seen its rows.
+const RUNS_PER_ROW: usize = 4;
 
 /// Runs up to this long are written voxel by voxel.
 const SHORT_RUN: usize = 4;
@@ -103,9 +103,10 @@ impl<A: MaskElement> Band<A> {
         connectivity: Connectivity,
         max_runs: usize,
     ) -> Option<Self> {
-        // Reserve for a dense mask up front: pages that stay unused are never touched, while
-        // growing by doubling would copy (and fault in) every run again.
-        let capacity = (rows.len() * geom.nx.div_ceil(2)).min(RESERVE_RUNS).min(max_runs);
+        // Room for a few runs per row. Reserving for the densest mask instead made every call map
+        // (and the allocator sometimes clear) tens of MiB; dense masks grow the vectors, which
+        // for large sizes the allocator does by remapping, not copying.
+        let capacity = (rows.len() * RUNS_PER_ROW).min(max_runs);
         let mut runs = Runs {
             row_ptr: Vec::with_capacity(rows.len() + 1),
             starts: Vec::with_capacity(capacity),
