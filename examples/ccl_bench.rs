@@ -11,10 +11,12 @@
 //! labels, `sum(label[i] * (i + 1)) mod 2^64`, that `scripts/ccl_compare.py` checks against cc3d.
 //! `scripts/bench_ccl.sh` runs it side by side with cc3d and scipy and writes the table.
 
-use std::time::Instant;
+#[path = "common/timing.rs"]
+mod timing;
 
 use blob_loss::components::{Connectivity, label, label_into};
 use ndarray::{ArrayD, IxDyn};
+use timing::min_time as tmin;
 
 struct Args {
     data_dir: std::path::PathBuf,
@@ -43,18 +45,6 @@ fn parse_args() -> Args {
     }
     assert!(parsed.data_dir.is_dir(), "usage: ccl_bench DATA_DIR (written by shared/bench/ccl_data.py)");
     parsed
-}
-
-/// The minimum wall time in seconds of `f` over `runs` runs, after one warm-up run.
-fn tmin<T>(runs: usize, mut f: impl FnMut() -> T) -> f64 {
-    std::hint::black_box(f());
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            std::hint::black_box(f());
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
 }
 
 fn checksum(labels: &[u32]) -> u64 {

@@ -11,20 +11,13 @@
 //! - `naive`: a per-instance loop with explicit masks (as the reference code computes it), for
 //!   K up to `--naive-max` (it is slow).
 
-use std::time::Instant;
+#[path = "common/timing.rs"]
+mod timing;
 
 use blob_loss::loss::BlobLossConfig;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).map_or(default.to_owned(), |i| args[i + 1].clone())
-}
-
-fn list(name: &str, default: &str) -> Vec<usize> {
-    arg(name, default).split(',').map(|v| v.parse().expect("a comma-separated list of numbers")).collect()
-}
+use timing::{arg, list, min_time as time};
 
 /// K cubes of side 3 spread over an S^3 grid, in both batch elements.
 fn instances(size: usize, k: usize) -> Vec<i32> {
@@ -83,17 +76,6 @@ fn naive(logits: Tensor<5>, ids: &[i32], k: usize, device: &Device) -> Tensor<1>
         }
     }
     global * 2.0 + Tensor::cat(blob, 0).mean()
-}
-
-fn time(runs: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
 }
 
 fn main() {

@@ -12,29 +12,14 @@
 
 #[path = "common/lesions.rs"]
 mod lesions;
-
-use std::time::Instant;
+#[path = "common/timing.rs"]
+mod timing;
 
 use blob_loss::components::{Connectivity, label};
 use blob_loss::metrics::{MatchScore, Matching, MetricsConfig, evaluate_masks};
 use lesions::lesions;
 use ndarray::s;
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).map_or(default.to_owned(), |i| args[i + 1].clone())
-}
-
-fn tmin(runs: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
+use timing::{arg, min_time as tmin};
 
 fn main() {
     let runs: usize = arg("--runs", "5").parse().unwrap();

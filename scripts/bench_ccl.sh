@@ -5,7 +5,8 @@
 #
 # Needs python3 with venv and pip (network on first use). Writes the volumes of
 # ../shared/bench/ccl_data.py to $DATA_DIR (default ~/.cache/blob-loss-ccl-data), times
-# cc3d/scipy with ../shared/bench/ccl_bench.py, then blob-loss with examples/ccl_bench.rs,
+# cc3d/scipy with ../shared/bench/ccl_bench.py and blob-loss with examples/ccl_bench.rs, volume by
+# volume in turn,
 # and prints the markdown table of scripts/ccl_compare.py (also saved to target/ccl_table.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,11 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 [ -f "$DATA_DIR/manifest.json" ] || "$VENV/bin/python" "$BENCH/ccl_data.py" "$DATA_DIR"
 cargo build --release --example ccl_bench
-"$VENV/bin/python" "$BENCH/ccl_bench.py" "$DATA_DIR" --runs "$RUNS" --no-skimage --json "$OUT/ccl_peers.json" > "$OUT/ccl_peers.log"
-cargo run -q --release --example ccl_bench -- "$DATA_DIR" --runs "$RUNS" --threads 1,2 --json "$OUT/ccl_ours.json"
-"$VENV/bin/python" scripts/ccl_compare.py "$DATA_DIR" "$OUT/ccl_peers.json" "$OUT/ccl_ours.json" | tee "$OUT/ccl_table.md"
+# Peers and blob-loss alternate volume by volume, so that both see the same machine state.
+VOLUMES=$("$VENV/bin/python" -c 'import json,sys; print(" ".join(v["name"] for v in json.load(open(sys.argv[1]))["volumes"]))' "$DATA_DIR/manifest.json")
+rm -f "$OUT"/ccl_peers_*.json "$OUT"/ccl_ours_*.json
+for v in $VOLUMES; do
+  "$VENV/bin/python" "$BENCH/ccl_bench.py" "$DATA_DIR" --runs "$RUNS" --no-skimage --only "$v" --json "$OUT/ccl_peers_$v.json" > "$OUT/ccl_peers_$v.log"
+  cargo run -q --release --example ccl_bench -- "$DATA_DIR" --runs "$RUNS" --threads 1,2 --only "$v" --json "$OUT/ccl_ours_$v.json"
+done
+"$VENV/bin/python" scripts/ccl_compare.py "$DATA_DIR" "$OUT/ccl_peers_*.json" "$OUT/ccl_ours_*.json" | tee "$OUT/ccl_table.md"

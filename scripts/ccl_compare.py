@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Merges the timings of ccl_bench.py (cc3d, scipy) and examples/ccl_bench.rs (blob-loss).
 
-    ccl_compare.py DATA_DIR PEERS_JSON OURS_JSON
+    ccl_compare.py DATA_DIR PEERS_JSON_OR_GLOB OURS_JSON_OR_GLOB
 
 Checks that blob-loss gives cc3d's labels exactly (same count and the same checksum
 sum(label[i] * (i + 1)) mod 2^64 over the C-ordered labels), then prints a markdown table.
 """
+import glob
 import json
 import os
 import sys
@@ -22,8 +23,15 @@ def checksum(labels):
 
 
 def main(data_dir, peers_path, ours_path):
-    peers = json.load(open(peers_path))
-    ours = json.load(open(ours_path))
+    # Each argument is a JSON file or a glob of them (one per volume); their rows are joined.
+    def load(pattern):
+        docs = [json.load(open(p)) for p in sorted(glob.glob(pattern))]
+        merged = dict(docs[0])
+        merged["rows"] = [r for d in docs for r in d["rows"]]
+        return merged
+
+    peers = load(peers_path)
+    ours = load(ours_path)
     man = {e["name"]: e for e in json.load(open(os.path.join(data_dir, "manifest.json")))["volumes"]}
     mine = {}
     for r in ours["rows"]:

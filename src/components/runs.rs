@@ -84,8 +84,8 @@ pub(crate) struct Band<A> {
     pub parent: Vec<u32>,
 }
 
-/// Runs per row a band reserves room for before it has seen its rows.
-const RUNS_PER_ROW: usize = 4;
+/// One row in this many is scanned to estimate the number of runs of a band.
+const SAMPLE_STRIDE: usize = 61;
 
 /// Runs up to this long are written voxel by voxel.
 const SHORT_RUN: usize = 4;
@@ -103,10 +103,10 @@ impl<A: MaskElement> Band<A> {
         connectivity: Connectivity,
         max_runs: usize,
     ) -> Option<Self> {
-        // Room for a few runs per row. Reserving for the densest mask instead made every call map
-        // (and the allocator sometimes clear) tens of MiB; dense masks grow the vectors, which
-        // for large sizes the allocator does by remapping, not copying.
-        let capacity = (rows.len() * RUNS_PER_ROW).min(max_runs);
+        // Reserve what a sample of the rows predicts: growing by doubling costs dense masks
+        // dearly, and reserving for the densest mask costs sparse ones (tens of MiB mapped, and
+        // sometimes cleared by the allocator, on every call).
+        let capacity = estimate_runs(data, geom.nx, rows.clone()).min(max_runs);
         let mut runs = Runs {
             row_ptr: Vec::with_capacity(rows.len() + 1),
             starts: Vec::with_capacity(capacity),
@@ -168,6 +168,18 @@ impl<A: MaskElement> Band<A> {
             }
         }
     }
+}
+
+/// An estimate of the runs of `rows` from a sample of them, with a margin.
+fn estimate_runs<A: MaskElement>(data: &[A], nx: usize, rows: Range<usize>) -> usize {
+    let mut sample = Runs { row_ptr: Vec::new(), starts: Vec::new(), ends: Vec::new(), values: Vec::new() };
+    let mut sampled = 0;
+    for row in rows.clone().step_by(SAMPLE_STRIDE) {
+        scan_row(&data[row * nx..(row + 1) * nx], &mut sample);
+        sampled += 1;
+    }
+    let per_row = sample.len() as f64 / sampled.max(1) as f64;
+    (per_row * 1.25 * rows.len() as f64) as usize + 4 * rows.len()
 }
 
 /// Appends the runs of one row.

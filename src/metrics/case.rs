@@ -3,7 +3,7 @@
 use ndarray::{ArrayView, Dimension};
 
 use super::matching::Matching;
-use super::overlap::OverlapTable;
+use super::overlap::{OverlapTable, same_shape};
 use crate::Error;
 use crate::components::{Connectivity, MaskElement, label};
 
@@ -36,6 +36,23 @@ pub struct MetricsConfig {
     pub connectivity: Option<Connectivity>,
     /// The ratios of a case with no instance on either side.
     pub empty: EmptyCase,
+}
+
+impl MetricsConfig {
+    /// The connectivity that turns `ndim`-dimensional masks into instances: the configured one,
+    /// or the full one (`Eight` in 2D, `TwentySix` in 3D).
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedRank`] for a default connectivity outside 2D and 3D.
+    ///
+    /// ```
+    /// use blob_loss::components::Connectivity;
+    /// use blob_loss::metrics::MetricsConfig;
+    /// assert_eq!(MetricsConfig::default().connectivity_for(3).unwrap(), Connectivity::TwentySix);
+    /// ```
+    pub fn connectivity_for(&self, ndim: usize) -> Result<Connectivity, Error> {
+        self.connectivity.map_or_else(|| Connectivity::full(ndim), Ok)
+    }
 }
 
 /// One ground-truth instance and how it was found.
@@ -219,17 +236,8 @@ pub fn evaluate_masks<A: MaskElement, B: MaskElement, D: Dimension>(
     config: &MetricsConfig,
 ) -> Result<CaseMetrics, Error> {
     config.matching.validate()?;
-    let connectivity = match config.connectivity {
-        Some(c) => c,
-        None => Connectivity::full(gt.ndim())?,
-    };
-    if pred.shape() != gt.shape() {
-        return Err(Error::ShapeMismatch {
-            what: "prediction vs ground truth",
-            expected: gt.shape().to_vec(),
-            found: pred.shape().to_vec(),
-        });
-    }
+    let connectivity = config.connectivity_for(gt.ndim())?;
+    same_shape(pred.shape(), gt.shape())?;
     let (pred, gt) = rayon::join(|| label(pred, connectivity), || label(gt, connectivity));
     evaluate_instances(pred?.labels.view(), gt?.labels.view(), config)
 }
@@ -265,17 +273,8 @@ pub fn evaluate_probabilities<D: Dimension>(
         return Err(Error::InvalidArgument("the probabilities contain NaN".into()));
     }
     let mask = probabilities.mapv(|p| p >= threshold);
-    let connectivity = match config.connectivity {
-        Some(c) => c,
-        None => Connectivity::full(gt.ndim())?,
-    };
-    if mask.shape() != gt.shape() {
-        return Err(Error::ShapeMismatch {
-            what: "prediction vs ground truth",
-            expected: gt.shape().to_vec(),
-            found: mask.shape().to_vec(),
-        });
-    }
+    let connectivity = config.connectivity_for(gt.ndim())?;
+    same_shape(mask.shape(), gt.shape())?;
     let pred = label(mask.view(), connectivity)?;
     evaluate_instances(pred.labels.view(), gt, config)
 }

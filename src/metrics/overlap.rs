@@ -76,6 +76,14 @@ impl Counts {
     }
 }
 
+/// Checks that the prediction has the ground truth's shape.
+pub(crate) fn same_shape(pred: &[usize], gt: &[usize]) -> Result<(), Error> {
+    if pred == gt {
+        return Ok(());
+    }
+    Err(Error::ShapeMismatch { what: "prediction vs ground truth", expected: gt.to_vec(), found: pred.to_vec() })
+}
+
 /// Instance sizes of a prediction and a ground truth and the intersections of every overlapping
 /// pair: everything the instance metrics need, from one pass over the voxels.
 ///
@@ -111,13 +119,7 @@ impl OverlapTable {
     /// [`Error::ShapeMismatch`], and [`Error::InvalidArgument`] for an id above 2^26 (relabel the
     /// map, for example with [`label`](crate::components::label)).
     pub fn new<D: Dimension>(pred: ArrayView<'_, u32, D>, gt: ArrayView<'_, u32, D>) -> Result<Self, Error> {
-        if pred.shape() != gt.shape() {
-            return Err(Error::ShapeMismatch {
-                what: "prediction vs ground truth",
-                expected: gt.shape().to_vec(),
-                found: pred.shape().to_vec(),
-            });
-        }
+        same_shape(pred.shape(), gt.shape())?;
         let max = |a: &ArrayView<'_, u32, D>| a.iter().copied().max().unwrap_or(0);
         let (max_pred, max_gt) = (max(&pred), max(&gt));
         if max_pred.max(max_gt) > MAX_ID {
