@@ -376,7 +376,7 @@ impl BlobLoss {
                 self.global_term(b) * config.global_weight + self.blob_term(b, dims[0], dims[1]) * config.blob_weight
             };
             let (_, grads) = score(&weighted, true);
-            let [gradient] = host::voxel_gradients(config.activation, &x, &ids, bins, [&grads.expect("tracked")]);
+            let gradient = host::voxel_gradient(config.activation, &x, &ids, bins, &grads.expect("tracked"));
             let gradient = Tensor::<D>::from_data(TensorData::new(gradient, dims.to_vec()), &device);
             let carrier = (outputs * gradient).sum();
             constant(total_value) + (carrier.clone() - carrier.detach())

@@ -119,34 +119,25 @@ pub(crate) struct BinGradients {
     pub bce: Option<Vec<f64>>,
 }
 
-/// The gradients of `N` scalars with respect to every input voxel, from the gradients of the
-/// bins each voxel was added to, in one pass.
-pub(crate) fn voxel_gradients<const N: usize>(
+/// The gradient of a scalar with respect to every input voxel, from its gradients with respect
+/// to the bins each voxel was added to: one pass.
+pub(crate) fn voxel_gradient(
     activation: Activation,
     x: &[f32],
     ids: &[i64],
     bins: usize,
-    grads: [&BinGradients; N],
-) -> [Vec<f32>; N] {
-    let rows = grads[0].p.len() / bins;
+    grads: &BinGradients,
+) -> Vec<f32> {
+    let rows = grads.p.len() / bins;
     let row_len = x.len() / rows.max(1);
-    let mut out: [Vec<f32>; N] = std::array::from_fn(|_| vec![0f32; x.len()]);
-    let mut chunks: Vec<[&mut [f32]; N]> = Vec::new();
-    {
-        let mut iters: Vec<_> = out.iter_mut().map(|o| o.chunks_mut(CHUNK)).collect();
-        for _ in 0..x.len().div_ceil(CHUNK) {
-            let next: Vec<&mut [f32]> = iters.iter_mut().map(|it| it.next().expect("same length")).collect();
-            chunks.push(next.try_into().unwrap_or_else(|_| unreachable!("N chunks")));
-        }
-    }
-    chunks.into_par_iter().zip(x.par_chunks(CHUNK)).zip(ids.par_chunks(CHUNK)).enumerate().for_each(
-        |(c, ((mut out, x), ids))| {
-            for (i, (&x, &id)) in x.iter().zip(ids).enumerate() {
-                let v = c * CHUNK + i;
-                let bin = v / row_len * bins + id as usize;
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(ids.par_chunks(CHUNK)).enumerate().for_each(
+        |(c, ((out, x), ids))| {
+            for (i, ((o, &x), &id)) in out.iter_mut().zip(x).zip(ids).enumerate() {
+                let bin = (c * CHUNK + i) / row_len * bins + id as usize;
                 let p = probability(activation, x);
                 let target = id > 0;
-                // dp/dx and d(cross-entropy)/dx for this voxel, shared by the N scalars.
+                // dp/dx and d(cross-entropy)/dx of this voxel.
                 let (dp_dx, dce_dx) = match activation {
                     // dp/dx = p (1 - p); d(ce)/dx = p - t.
                     Activation::Sigmoid => (p * (1.0 - p), p - f64::from(u8::from(target))),
@@ -157,17 +148,15 @@ pub(crate) fn voxel_gradients<const N: usize>(
                         (1.0, dce)
                     }
                 };
-                for (o, g) in out.iter_mut().zip(grads) {
-                    let mut dp = g.p[bin];
-                    if let Some(g2) = &g.p2 {
-                        dp += g2[bin] * 2.0 * p;
-                    }
-                    let mut dx = dp * dp_dx;
-                    if let Some(gb) = &g.bce {
-                        dx += gb[bin] * dce_dx;
-                    }
-                    o[i] = dx as f32;
+                let mut dp = grads.p[bin];
+                if let Some(g2) = &grads.p2 {
+                    dp += g2[bin] * 2.0 * p;
                 }
+                let mut dx = dp * dp_dx;
+                if let Some(gb) = &grads.bce {
+                    dx += gb[bin] * dce_dx;
+                }
+                *o = dx as f32;
             }
         },
     );
