@@ -236,10 +236,8 @@ impl BlobLoss {
         let rows = dims[0] * dims[1];
         let voxels: usize = dims[2..].iter().product();
         let device = outputs.device();
-        if config.fused_cpu
-            && config.activation != Activation::Softmax
-            && device.clone().without_autodiff() == Device::flex()
-        {
+        let on_flex = device.clone().without_autodiff() == Device::flex();
+        if config.fused_cpu && config.activation != Activation::Softmax && on_flex {
             return self.forward_host(outputs, instances, rows, voxels);
         }
         let max_id = check_ids(&instances, rows)?;
@@ -248,7 +246,6 @@ impl BlobLoss {
         // Per-voxel statistics, [rows, voxels], computed in f32 (GPU shaders have no f64
         // exp/log), accumulated exactly enough: in f64 on flex; on other backends, whose f64
         // atomics are not dependable, in f32 bins per chunk of voxels, summed afterwards.
-        let on_flex = device.clone().without_autodiff() == Device::flex();
         let (accumulate, chunk) = if on_flex {
             (FloatDType::F64, voxels.max(1))
         } else {
@@ -337,22 +334,24 @@ impl BlobLoss {
         let sums = host::sums(config.activation, &x, &ids, rows, bins, self.needs_p2(), self.needs_bce());
         let track = device.is_autodiff();
 
-        // One scalar (global or blob) from fresh leaves: its value and, when tracked, the
-        // gradients with respect to the bin sums.
-        let score = |score: &dyn Fn(&Bins) -> Tensor<1>, track: bool| -> (f64, Option<host::BinGradients>) {
-            let leaves = Bins {
-                p: host::leaf(&sums.p, rows, bins, &device, track),
-                p2: sums.p2.as_ref().map(|v| host::leaf(v, rows, bins, &device, track)),
-                bce: sums.bce.as_ref().map(|v| host::leaf(v, rows, bins, &device, track)),
-                count: host::leaf(&sums.count, rows, bins, &device, false),
-                voxels: voxels as f64,
-            };
-            let value = score(&leaves);
-            let scalar = value.clone().into_scalar::<f64>();
-            if !track {
-                return (scalar, None);
-            }
-            let grads = value.backward();
+        // Both terms scored once on leaf tensors of the bin sums; when tracked, the gradient of
+        // the weighted total with respect to every bin.
+        let leaves = Bins {
+            p: host::leaf(&sums.p, rows, bins, &device, track),
+            p2: sums.p2.as_ref().map(|v| host::leaf(v, rows, bins, &device, track)),
+            bce: sums.bce.as_ref().map(|v| host::leaf(v, rows, bins, &device, track)),
+            count: host::leaf(&sums.count, rows, bins, &device, false),
+            voxels: voxels as f64,
+        };
+        let global_term = self.global_term(&leaves);
+        let blob_term = self.blob_term(&leaves, dims[0], dims[1]);
+        let global_value = global_term.clone().into_scalar::<f64>();
+        let blob_value = blob_term.clone().into_scalar::<f64>();
+        let constant = |value: f64| Tensor::<1>::from_data(TensorData::new(vec![value as f32], vec![1]), &device);
+        let (global, blob) = (constant(global_value), constant(blob_value));
+        let total_value = config.global_weight * global_value + config.blob_weight * blob_value;
+        let total = if track {
+            let grads = (global_term * config.global_weight + blob_term * config.blob_weight).backward();
             let grad_of = |t: &Tensor<2>| -> Vec<f64> {
                 t.grad(&grads)
                     .map(|g| g.into_data().convert::<f64>().try_to_vec::<f64>().expect("converted to f64"))
@@ -363,20 +362,8 @@ impl BlobLoss {
                 p2: leaves.p2.as_ref().map(grad_of),
                 bce: leaves.bce.as_ref().map(grad_of),
             };
-            (scalar, Some(bin_grads))
-        };
-        let (global_value, _) = score(&|b| self.global_term(b), false);
-        let (blob_value, _) = score(&|b| self.blob_term(b, dims[0], dims[1]), false);
-        let constant = |value: f64| Tensor::<1>::from_data(TensorData::new(vec![value as f32], vec![1]), &device);
-        let (global, blob) = (constant(global_value), constant(blob_value));
-        let total_value = config.global_weight * global_value + config.blob_weight * blob_value;
-        let total = if track {
             // The gradient of the total, carried to `outputs` by a surrogate whose value is 0.
-            let weighted = |b: &Bins| {
-                self.global_term(b) * config.global_weight + self.blob_term(b, dims[0], dims[1]) * config.blob_weight
-            };
-            let (_, grads) = score(&weighted, true);
-            let gradient = host::voxel_gradient(config.activation, &x, &ids, bins, &grads.expect("tracked"));
+            let gradient = host::voxel_gradient(config.activation, &x, &ids, bins, &bin_grads);
             let gradient = Tensor::<D>::from_data(TensorData::new(gradient, dims.to_vec()), &device);
             let carrier = (outputs * gradient).sum();
             constant(total_value) + (carrier.clone() - carrier.detach())

@@ -90,8 +90,7 @@ impl Matching {
     }
 
     /// The matched `(prediction index, ground-truth index)` pairs, indices into the table's size
-    /// lists, and for [`Matching::AnyOverlap`] the number of detected ground-truth instances and of
-    /// predictions touching any.
+    /// lists; for [`Matching::AnyOverlap`], every touched ground truth with its best prediction.
     pub(crate) fn pairs(&self, table: &OverlapTable) -> Vec<(usize, usize)> {
         let pred_index = |id: u32| table.pred_sizes.binary_search_by_key(&id, |&(i, _)| i).expect("listed");
         let gt_index = |id: u32| table.gt_sizes.binary_search_by_key(&id, |&(i, _)| i).expect("listed");
