@@ -15,6 +15,8 @@ use blob_loss::components::{Connectivity, label};
 
 #[path = "common/lesions.rs"]
 mod lesions;
+#[path = "common/rng.rs"]
+mod rng;
 
 use lesions::lesions;
 

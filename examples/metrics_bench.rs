@@ -12,6 +12,8 @@
 
 #[path = "common/lesions.rs"]
 mod lesions;
+#[path = "common/rng.rs"]
+mod rng;
 #[path = "common/timing.rs"]
 mod timing;
 
