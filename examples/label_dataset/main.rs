@@ -74,7 +74,7 @@ fn main() {
         ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} files {msg}").expect("template"),
     );
     let outcomes = run(&args, &files, &|path, outcome| {
-        progress.println(describe(path, outcome));
+        progress.suspend(|| println!("{}", describe(path, outcome)));
         progress.inc(1);
     });
     progress.finish_and_clear();

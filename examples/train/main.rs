@@ -136,6 +136,12 @@ struct Splits {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if [args.seeds as usize, args.epochs, args.batch_size, args.images, args.width].contains(&0) {
+        return Err("--seeds, --epochs, --batch-size, --images and --width must be at least 1".into());
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        return Err(format!("--lr {} must be a positive number", args.lr).into());
+    }
     let device = backend_device(args.backend)?;
     let splits = load(&args)?;
     let steps_per_epoch = splits.train.len().div_ceil(args.batch_size);
