@@ -7,10 +7,12 @@
 //!
 //! It trains the small U-Net of `examples/train` on synthetic images for `EPOCHS` (default 2)
 //! epochs, with burn-train's loss metric on the training and validation sets, logs under
-//! `target/learner-example`, and prints the validation instance F1 of the trained network.
+//! `target/learner-example`, and prints the validation instance figures of the trained network.
 
 #[path = "train/data.rs"]
 mod data;
+#[path = "train/evaluate.rs"]
+mod evaluate;
 #[path = "train/model.rs"]
 mod model;
 #[path = "common/rng.rs"]
@@ -19,19 +21,17 @@ mod rng;
 mod synthetic;
 
 use blob_loss::loss::{BlobLoss, BlobLossConfig};
-use blob_loss::metrics::{Matching, MetricsConfig, Summary, evaluate_probabilities};
 use burn::data::dataloader::DataLoaderBuilder;
 use burn::data::dataset::InMemDataset;
 use burn::module::Module;
 use burn::optim::AdamConfig;
 use burn::tensor::ExecutionError;
-use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use burn::train::metric::{Adaptor, LossInput, LossMetric};
 use burn::train::{InferenceStep, ItemLazy, Learner, SupervisedTraining, TrainOutput, TrainStep};
-use ndarray::Array2;
 
 use crate::data::{SegmentationBatch, SegmentationBatcher};
+use crate::evaluate::{FIGURES, evaluate};
 use crate::model::UNet;
 
 /// The network and its loss: `BlobLoss` is a stateless burn `Module`.
@@ -101,28 +101,10 @@ fn main() {
     .summary()
     .launch(Learner::new(model, AdamConfig::new().init(), 2e-3));
 
-    // The figure blob loss is for: instance F1 on the validation images.
-    let net = result.model.net;
-    let config = MetricsConfig { matching: Matching::AnyOverlap, ..Default::default() };
-    let cases: Vec<_> = valid
-        .iter()
-        .map(|sample| {
-            let (h, w) = sample.image.dim();
-            let image = Tensor::<4>::from_data(
-                burn::tensor::TensorData::new(sample.image.iter().copied().collect(), [1, 1, h, w]),
-                &device.clone().inner(),
-            );
-            let p: Vec<f32> = sigmoid(net.forward(image)).into_data().try_into_vec().expect("f32");
-            let p = Array2::from_shape_vec((h, w), p).expect("h * w");
-            let gt = blob_loss::components::label(sample.target.view(), blob_loss::components::Connectivity::Eight)
-                .expect("2D")
-                .labels;
-            evaluate_probabilities(p.view(), 0.5, gt.view(), &config).expect("same shapes")
-        })
-        .collect();
-    let summary = Summary::new(&cases);
-    println!(
-        "after {epochs} epochs: validation instance F1 {:.3} (sensitivity {:.3}, precision {:.3})",
-        summary.pooled_f1, summary.pooled_recall, summary.pooled_precision
-    );
+    // The figures blob loss is for, on the validation images, scored as `examples/train` scores them.
+    let evaluation = evaluate(&result.model.net, &valid, &device.inner(), 8, 40);
+    println!("after {epochs} epochs, validation:");
+    for (name, value) in FIGURES.iter().zip(evaluation.figures()) {
+        println!("  {name:<18} {value:.3}");
+    }
 }
