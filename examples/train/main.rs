@@ -136,12 +136,7 @@ struct Splits {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    if [args.seeds as usize, args.epochs, args.batch_size, args.images, args.width].contains(&0) {
-        return Err("--seeds, --epochs, --batch-size, --images and --width must be at least 1".into());
-    }
-    if !(args.lr.is_finite() && args.lr > 0.0) {
-        return Err(format!("--lr {} must be a positive number", args.lr).into());
-    }
+    validate(&args)?;
     let device = backend_device(args.backend)?;
     let splits = load(&args)?;
     let steps_per_epoch = splits.train.len().div_ceil(args.batch_size);
@@ -195,6 +190,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&args.out)?;
     report.write(&args.out)?;
     println!("\nwrote {0}/validation.csv, {0}/test.csv and {0}/validation_f1.svg", args.out.display());
+    Ok(())
+}
+
+/// Rejects settings that would train nothing or divide by zero.
+fn validate(args: &Args) -> Result<(), String> {
+    if [args.seeds as usize, args.epochs, args.batch_size, args.images, args.width].contains(&0) {
+        return Err("--seeds, --epochs, --batch-size, --images and --width must be at least 1".into());
+    }
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        return Err(format!("--lr {} must be a positive number", args.lr));
+    }
     Ok(())
 }
 
@@ -311,4 +317,22 @@ fn backend_device(backend: Backend) -> Result<Device, String> {
         other => return Err(format!("--backend {other:?} needs the crate's feature of that name (--features ...)")),
     };
     Ok(device.autodiff())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Args, validate};
+
+    #[test]
+    fn settings_that_train_nothing_are_refused() {
+        let parse = |flags: &[&str]| validate(&Args::try_parse_from([&["train"], flags].concat()).unwrap());
+        assert_eq!(parse(&[]), Ok(()));
+        for flag in ["--seeds", "--epochs", "--batch-size", "--images", "--width"] {
+            assert!(parse(&[flag, "0"]).unwrap_err().contains("at least 1"), "{flag} 0");
+        }
+        assert!(parse(&["--lr", "0"]).unwrap_err().contains("positive"));
+        assert!(parse(&["--lr=-1e-3"]).unwrap_err().contains("positive"));
+    }
 }
