@@ -341,6 +341,48 @@ fn batch_without_instances_gives_zero_blob_with_a_gradient() {
     }
 }
 
+/// The fused CPU path against the generic one on volumes longer than its parallel tasks, with
+/// more bins than a task has voxels, and ids given as `i64` as well as the default `i32`:
+/// the same values and the same gradient. (The fused path exists on flex only.)
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn fused_and_generic_paths_agree_on_large_volumes() {
+    use burn::tensor::DType;
+
+    let device = device();
+    let shape = [2, 2, 37, 41, 29];
+    let mut rng = Rng(99);
+    for max_id in [5, 20_000] {
+        let (logits, ids) = random_batch(&mut rng, &shape, max_id, 0.05);
+        for config in [
+            BlobLossConfig::new(),
+            BlobLossConfig::new()
+                .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_squared_denominator(true)),
+        ] {
+            let mut results = Vec::new();
+            for (fused, dtype) in [(false, DType::I32), (true, DType::I32), (true, DType::I64)] {
+                let x = Tensor::<5>::from_data(TensorData::new(logits.clone(), shape.to_vec()), &device).require_grad();
+                let y = Tensor::<5, Int>::from_data(TensorData::new(ids.clone(), shape.to_vec()), (&device, dtype));
+                assert_eq!(y.dtype(), dtype);
+                let parts = config.clone().with_fused_cpu(fused).init().forward_parts(x.clone(), y);
+                let values = [scalar(parts.global), scalar(parts.blob), scalar(parts.total.clone())];
+                let grad = to_vec(x.grad(&parts.total.backward()).unwrap().reshape([-1]));
+                results.push((values, grad));
+            }
+            let (generic, generic_grad) = &results[0];
+            for (values, grad) in &results[1..] {
+                for (a, b) in values.iter().zip(generic) {
+                    close(*a, *b, 1e-5, "fused vs generic");
+                }
+                let scale = generic_grad.iter().fold(0f32, |m, g| m.max(g.abs()));
+                for (a, b) in grad.iter().zip(generic_grad) {
+                    assert!((a - b).abs() <= 1e-4 * scale, "gradient {a} vs {b} (largest {scale})");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn large_volumes_do_not_drift() {
     // 2 x 128^3 voxels at p = 0.25: f32 running sums would drift visibly; f64 bins do not.

@@ -238,7 +238,7 @@ impl BlobLoss {
         let device = outputs.device();
         let on_flex = device.clone().without_autodiff() == Device::flex();
         if config.fused_cpu && config.activation != Activation::Softmax && on_flex {
-            return self.forward_host(outputs, instances, rows, voxels);
+            return self.forward_host(outputs, instances, rows);
         }
         let max_id = check_ids(&instances, rows)?;
         let bins = max_id as usize + 1;
@@ -321,17 +321,45 @@ impl BlobLoss {
         outputs: Tensor<D>,
         instances: Tensor<D, Int>,
         rows: usize,
-        voxels: usize,
+    ) -> Result<BlobLossOutput, Error> {
+        // Read both on the host, without a conversion where the dtypes are the usual ones.
+        let data = outputs.to_data();
+        let converted;
+        let x: &[f32] = if data.dtype() == DType::F32 {
+            data.as_slice().expect("f32 data")
+        } else {
+            converted = data.convert::<f32>();
+            converted.as_slice().expect("converted to f32")
+        };
+        let ids = instances.into_data();
+        match ids.dtype() {
+            DType::I32 => self.forward_host_ids(outputs, x, ids.as_slice::<i32>().expect("i32 data"), rows),
+            DType::I64 => self.forward_host_ids(outputs, x, ids.as_slice::<i64>().expect("i64 data"), rows),
+            _ => {
+                let ids = ids.convert::<i64>();
+                self.forward_host_ids(outputs, x, ids.as_slice::<i64>().expect("converted to i64"), rows)
+            }
+        }
+    }
+
+    /// [`forward_host`](Self::forward_host) on the host copies of the inputs.
+    fn forward_host_ids<I: host::InstanceId, const D: usize>(
+        &self,
+        outputs: Tensor<D>,
+        x: &[f32],
+        ids: &[I],
+        rows: usize,
     ) -> Result<BlobLossOutput, Error> {
         let config = &self.config;
         let dims = outputs.dims();
         let device = outputs.device();
-        let x: Vec<f32> = outputs.to_data().convert::<f32>().try_to_vec::<f32>().expect("converted to f32");
-        let ids: Vec<i64> = instances.into_data().convert::<i64>().try_to_vec::<i64>().expect("converted to i64");
-        let (min, max) = ids.iter().fold((0i64, 0i64), |(lo, hi), &i| (lo.min(i), hi.max(i)));
+        let (min, max) = host::id_range(ids);
         check_range(min, max, rows)?;
         let bins = max as usize + 1;
-        let sums = host::sums(config.activation, &x, &ids, rows, bins, self.needs_p2(), self.needs_bce());
+        let needs = host::Needs { p2: self.needs_p2(), bce: self.needs_bce() };
+        // The probabilities, then the gradient, in one buffer that becomes the gradient tensor.
+        let mut buffer = vec![0f32; x.len()];
+        let sums = host::sums(config.activation, needs, x, ids, &mut buffer, rows, bins);
         let track = device.is_autodiff();
 
         // Both terms scored once on leaf tensors of the bin sums; when tracked, the gradient of
@@ -341,7 +369,7 @@ impl BlobLoss {
             p2: sums.p2.as_ref().map(|v| host::leaf(v, rows, bins, &device, track)),
             bce: sums.bce.as_ref().map(|v| host::leaf(v, rows, bins, &device, track)),
             count: host::leaf(&sums.count, rows, bins, &device, false),
-            voxels: voxels as f64,
+            voxels: (x.len() / rows.max(1)) as f64,
         };
         let global_term = self.global_term(&leaves);
         let blob_term = self.blob_term(&leaves, dims[0], dims[1]);
@@ -362,10 +390,13 @@ impl BlobLoss {
                 p2: leaves.p2.as_ref().map(grad_of),
                 bce: leaves.bce.as_ref().map(grad_of),
             };
-            // The gradient of the total, carried to `outputs` by a surrogate whose value is 0.
-            let gradient = host::voxel_gradient(config.activation, &x, &ids, bins, &bin_grads);
-            let gradient = Tensor::<D>::from_data(TensorData::new(gradient, dims.to_vec()), &device);
-            let carrier = (outputs * gradient).sum();
+            // The gradient of the total, carried to `outputs` by a surrogate whose value is 0:
+            // `outputs . gradient` as a [1, n] x [n, 1] product, whose forward is a dot product
+            // (no full-size tensor) and whose backward is `upstream * gradient`.
+            host::voxel_gradient_in_place(config.activation, needs, ids, &mut buffer, bins, &bin_grads);
+            let n = buffer.len();
+            let gradient = Tensor::<2>::from_data(TensorData::new(buffer, vec![n, 1]), &device);
+            let carrier = outputs.reshape([1, n]).matmul(gradient).reshape([1]);
             constant(total_value) + (carrier.clone() - carrier.detach())
         } else {
             constant(total_value)

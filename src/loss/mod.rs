@@ -27,6 +27,7 @@ mod activation;
 mod base;
 mod blob;
 mod convert;
+mod fast_math;
 mod host;
 
 pub use activation::Activation;
