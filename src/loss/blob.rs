@@ -322,8 +322,11 @@ impl BlobLoss {
         instances: Tensor<D, Int>,
         rows: usize,
     ) -> Result<BlobLossOutput, Error> {
-        // Read both on the host, without a conversion where the dtypes are the usual ones.
-        let data = outputs.to_data();
+        // Read both on the host, without a conversion where the dtypes are the usual ones. The
+        // outputs are shared (the caller and the graph hold them), and reading a shared tensor
+        // copies it twice on flex (a byte copy, then one to realign it); a detached copy made by
+        // a tensor op is the caller's alone, and reading it moves its buffer without a copy.
+        let data = outputs.clone().detach().mul_scalar(1.0).into_data();
         let converted;
         let x: &[f32] = if data.dtype() == DType::F32 {
             data.as_slice().expect("f32 data")
