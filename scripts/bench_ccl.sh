@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Side-by-side CCL benchmark: blob-loss vs cc3d and scipy, in one run on one machine.
 #
-#   scripts/bench_ccl.sh [RUNS]
+#   scripts/bench_ccl.sh [RUNS] [ROUNDS]
 #
 # Needs python3 with venv and pip (network on first use). Writes the volumes of
 # ../shared/bench/ccl_data.py to $DATA_DIR (default ~/.cache/blob-loss-ccl-data), times
 # cc3d/scipy with ../shared/bench/ccl_bench.py and blob-loss with examples/ccl_bench.rs, volume by
-# volume in turn,
-# and prints the markdown table of scripts/ccl_compare.py (also saved to target/ccl_table.md).
+# volume in turn, ROUNDS times (default 1; each time the best round of each side is kept: the
+# machine's speed drifts from minute to minute), and prints the markdown table of
+# scripts/ccl_compare.py (also saved to target/ccl_table.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-7}
+ROUNDS=${2:-1}
 BENCH=${BENCH_DIR:-../shared/bench}
 VENV=${VENV:-$HOME/.cache/blob-loss-bench-venv}
 DATA_DIR=${DATA_DIR:-$HOME/.cache/blob-loss-ccl-data}
@@ -25,8 +27,10 @@ cargo build --release --example ccl_bench
 # Peers and blob-loss alternate volume by volume, so that both see the same machine state.
 VOLUMES=$("$VENV/bin/python" -c 'import json,sys; print(" ".join(v["name"] for v in json.load(open(sys.argv[1]))["volumes"]))' "$DATA_DIR/manifest.json")
 rm -f "$OUT"/ccl_peers_*.json "$OUT"/ccl_ours_*.json
-for v in $VOLUMES; do
-  "$VENV/bin/python" "$BENCH/ccl_bench.py" "$DATA_DIR" --runs "$RUNS" --no-skimage --only "$v" --json "$OUT/ccl_peers_$v.json" > "$OUT/ccl_peers_$v.log"
-  cargo run -q --release --example ccl_bench -- "$DATA_DIR" --runs "$RUNS" --threads 1,2 --only "$v" --json "$OUT/ccl_ours_$v.json"
+for round in $(seq 1 "$ROUNDS"); do
+  for v in $VOLUMES; do
+    "$VENV/bin/python" "$BENCH/ccl_bench.py" "$DATA_DIR" --runs "$RUNS" --no-skimage --only "$v" --json "$OUT/ccl_peers_${v}_$round.json" > "$OUT/ccl_peers_$v.log"
+    cargo run -q --release --example ccl_bench -- "$DATA_DIR" --runs "$RUNS" --threads 1,2 --only "$v" --json "$OUT/ccl_ours_${v}_$round.json"
+  done
 done
 "$VENV/bin/python" scripts/ccl_compare.py "$DATA_DIR" "$OUT/ccl_peers_*.json" "$OUT/ccl_ours_*.json" | tee "$OUT/ccl_table.md"

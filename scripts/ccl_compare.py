@@ -4,7 +4,9 @@
     ccl_compare.py DATA_DIR PEERS_JSON_OR_GLOB OURS_JSON_OR_GLOB
 
 Checks that blob-loss gives cc3d's labels exactly (same count and the same checksum
-sum(label[i] * (i + 1)) mod 2^64 over the C-ordered labels), then prints a markdown table.
+sum(label[i] * (i + 1)) mod 2^64 over the C-ordered labels), then prints a markdown table. When
+the globs hold several rounds of a volume (scripts/bench_ccl.sh ROUNDS), every time is the best
+round of its side.
 """
 import glob
 import json
@@ -24,20 +26,32 @@ def checksum(labels):
 
 def main(data_dir, peers_path, ours_path):
     # Each argument is a JSON file or a glob of them (one per volume); their rows are joined.
-    def load(pattern):
+    # Several rounds of the same volume are merged into their best (lowest) time per field.
+    def load(pattern, key):
         docs = [json.load(open(p)) for p in sorted(glob.glob(pattern))]
         merged = dict(docs[0])
-        merged["rows"] = [r for d in docs for r in d["rows"]]
+        best = {}
+        for r in (r for d in docs for r in d["rows"]):
+            k = key(r)
+            if k not in best:
+                best[k] = dict(r)
+            else:
+                for field, value in r.items():
+                    if field.endswith("_s"):
+                        best[k][field] = min(best[k][field], value)
+        merged["rows"] = list(best.values())
+        merged["rounds"] = len(docs) // max(1, len({key(r)[0] for d in docs for r in d["rows"]}))
         return merged
 
-    peers = load(peers_path)
-    ours = load(ours_path)
+    peers = load(peers_path, lambda r: (r["name"], r["conn"]))
+    ours = load(ours_path, lambda r: (r["name"], r["conn"], r["threads"]))
     man = {e["name"]: e for e in json.load(open(os.path.join(data_dir, "manifest.json")))["volumes"]}
     mine = {}
     for r in ours["rows"]:
         mine[(r["name"], r["conn"], r["threads"])] = r
     print(f"cc3d {peers['env']['cc3d']}, scipy {peers['env']['scipy']}, numpy {peers['env']['numpy']}; "
-          f"cpu: {peers['env']['cpu']}; min of {peers['env']['runs']} (peers) / {ours['runs']} (blob-loss) runs")
+          f"cpu: {peers['env']['cpu']}; min of {peers['env']['runs']} (peers) / {ours['runs']} (blob-loss) runs, "
+          f"best of {ours['rounds']} rounds")
     print()
     print("| volume | conn | N | labels = cc3d | cc3d ms | scipy ms | floor ms | blob-loss 1 thread ms "
           "| Mvox/s | cc3d / ours (1 thr) | ours / floor | blob-loss 2 threads ms | cc3d / ours (2 thr) "

@@ -223,7 +223,8 @@ fn scan_row<A: MaskElement>(row: &[A], runs: &mut Runs<A>) {
 ///
 /// Both rows are sorted and non-overlapping, so one sweep with a monotone lower bound visits each
 /// run a bounded number of times. The root of the current run is kept across its unions, so each
-/// touching run costs one `find`.
+/// touching run costs one `find`, and none when its parent already is that root (the common case
+/// in dense masks, where earlier unions have pointed most runs at their root).
 #[inline]
 pub(crate) fn union_rows<A: MaskElement>(
     parent: &mut [u32],
@@ -251,7 +252,11 @@ pub(crate) fn union_rows<A: MaskElement>(
             }
             if prev.values[j] == value {
                 let r = *root.get_or_insert_with(|| union_find::find(parent, cur.first + i as u32));
-                root = Some(union_find::link(parent, r, prev.first + j as u32));
+                let b = prev.first + j as u32;
+                // Already joined, directly (the common case in dense masks): no find.
+                if parent[b as usize] != r {
+                    root = Some(union_find::link(parent, r, b));
+                }
             }
         }
     }
