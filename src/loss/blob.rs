@@ -324,8 +324,8 @@ impl BlobLoss {
     ) -> Result<BlobLossOutput, Error> {
         // Read both on the host, without a conversion where the dtypes are the usual ones. The
         // outputs are shared (the caller and the graph hold them), and reading a shared tensor
-        // copies it twice on flex (a byte copy, then one to realign it); a detached copy made by
-        // a tensor op is the caller's alone, and reading it moves its buffer without a copy.
+        // copies it twice on flex (a byte copy, then one to realign it); a copy made by a tensor
+        // op (`x * 1`, exact) belongs to this call alone, and reading it moves its buffer out.
         let data = outputs.clone().detach().mul_scalar(1.0).into_data();
         let converted;
         let x: &[f32] = if data.dtype() == DType::F32 {
