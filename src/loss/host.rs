@@ -338,24 +338,13 @@ fn gradient_pass<I: InstanceId>(
 }
 
 #[cfg(test)]
+#[path = "../../examples/common/rng.rs"]
+mod rng;
+
+#[cfg(test)]
 mod tests {
+    use super::rng::Rng;
     use super::*;
-
-    /// A small deterministic generator (SplitMix64).
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn unit(&mut self) -> f64 {
-            (self.next() >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
 
     /// `rows` rows of `voxels` inputs and ids: long background stretches (whole blocks) and
     /// short instance runs, ids up to `max_id`.
@@ -369,9 +358,9 @@ mod tests {
         let mut ids = vec![0i64; rows * voxels];
         let mut i = 0;
         while i < ids.len() {
-            i += (rng.next() % 40) as usize;
-            let id = 1 + (rng.next() % max_id) as i64;
-            for _ in 0..rng.next() % 5 {
+            i += (rng.next_u64() % 40) as usize;
+            let id = 1 + (rng.next_u64() % max_id) as i64;
+            for _ in 0..rng.next_u64() % 5 {
                 if i < ids.len() {
                     ids[i] = id;
                     i += 1;

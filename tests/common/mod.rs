@@ -4,26 +4,9 @@
 use blob_loss::components::Connectivity;
 use ndarray::{ArrayD, IxDyn};
 
-/// A small deterministic generator (SplitMix64), so the tests need no `rand`.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+#[path = "../../examples/common/rng.rs"]
+mod rng;
+pub use rng::Rng;
 
 /// A random mask: each voxel is background with probability `1 - density`, else one of
 /// `1..=values`.
