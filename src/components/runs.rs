@@ -51,13 +51,6 @@ pub(crate) struct RowRuns<'a, A> {
 }
 
 impl<A> Runs<A> {
-    #[inline]
-    fn push(&mut self, start: u32, end: u32, value: A) {
-        self.starts.push(start);
-        self.ends.push(end);
-        self.values.push(value);
-    }
-
     pub fn len(&self) -> usize {
         self.starts.len()
     }
@@ -87,8 +80,8 @@ pub(crate) struct Band<A> {
 /// One row in this many is scanned to estimate the number of runs of a band.
 const SAMPLE_STRIDE: usize = 61;
 
-/// Runs up to this long are written voxel by voxel.
-const SHORT_RUN: usize = 4;
+/// Rows whose runs span at most this many columns per run are written as a running sum.
+const DENSE_SPAN_PER_RUN: usize = 16;
 
 /// Voxels per block of [`scan_row`]: the bits of a `u64` mask.
 const BLOCK: usize = 64;
@@ -149,23 +142,51 @@ impl<A: MaskElement> Band<A> {
     /// Writes the band's rows into `out` (the band's part of a C-ordered output), run `k` taking
     /// `labels[k]`. When `zeroed` is set, `out` is known to be all zeros and the background is not
     /// written.
+    ///
+    /// Rows with many short runs are written without a branch per run: each run adds its label
+    /// where it starts and subtracts it where it ends in a row of differences, whose running
+    /// sum is the row of labels. Rows of a few long runs are filled run by run.
     pub fn write(&self, labels: &[u32], out: &mut [u32], nx: usize, zeroed: bool) {
-        if !zeroed {
-            out.fill(0);
-        }
         let runs = &self.runs;
+        let mut differences = Vec::new();
         for (i, out_row) in out.chunks_exact_mut(nx).enumerate() {
-            for k in runs.row_ptr[i] as usize..runs.row_ptr[i + 1] as usize {
-                let run = &mut out_row[runs.starts[k] as usize..runs.ends[k] as usize];
-                if run.len() <= SHORT_RUN {
-                    // Most runs of noisy masks are a few voxels: a plain loop beats `fill`'s setup.
-                    for voxel in run {
-                        *voxel = labels[k];
-                    }
-                } else {
-                    run.fill(labels[k]);
+            let row_runs = runs.row_ptr[i] as usize..runs.row_ptr[i + 1] as usize;
+            if row_runs.is_empty() {
+                if !zeroed {
+                    out_row.fill(0);
                 }
+                continue;
             }
+            let (starts, ends) = (&runs.starts[row_runs.clone()], &runs.ends[row_runs.clone()]);
+            let labels = &labels[row_runs];
+            let (first, last) = (starts[0] as usize, ends[ends.len() - 1] as usize);
+            if last - first > DENSE_SPAN_PER_RUN * starts.len() {
+                if !zeroed {
+                    out_row.fill(0);
+                }
+                for ((&start, &end), &label) in starts.iter().zip(ends).zip(labels) {
+                    out_row[start as usize..end as usize].fill(label);
+                }
+                continue;
+            }
+            if !zeroed {
+                out_row[..first].fill(0);
+                out_row[last..].fill(0);
+            }
+            if differences.is_empty() {
+                differences.resize(nx + 1, 0u32);
+            }
+            for ((&start, &end), &label) in starts.iter().zip(ends).zip(labels) {
+                differences[start as usize] = differences[start as usize].wrapping_add(label);
+                differences[end as usize] = differences[end as usize].wrapping_sub(label);
+            }
+            let mut label = 0u32;
+            for (voxel, difference) in out_row[first..last].iter_mut().zip(&mut differences[first..last]) {
+                label = label.wrapping_add(*difference);
+                *difference = 0;
+                *voxel = label;
+            }
+            differences[last] = 0;
         }
     }
 }
@@ -184,39 +205,74 @@ fn estimate_runs<A: MaskElement>(data: &[A], nx: usize, rows: Range<usize>) -> u
 
 /// Appends the runs of one row.
 ///
-/// The row is read in blocks of [`BLOCK`] voxels. An all-background block is skipped with one
-/// vectorised test; otherwise a bit mask of the positions where the value changes is built
-/// without branches, and only its set bits (the run boundaries) are visited.
+/// The row is read in blocks of [`BLOCK`] voxels, the last one padded with background. Per block,
+/// two bit masks are built without branches (the compiler vectorises the comparisons): where the
+/// voxel is foreground, and where it differs from its left neighbour. Runs start where a
+/// foreground voxel differs from its left neighbour and end where a voxel differs from a
+/// foreground left neighbour, so only the set bits of those two masks are visited.
 #[inline]
 fn scan_row<A: MaskElement>(row: &[A], runs: &mut Runs<A>) {
     let bg = A::default();
-    let mut open: Option<(u32, A)> = None;
+    let (blocks, tail) = row.as_chunks::<BLOCK>();
     let mut last = bg;
-    for (b, block) in row.chunks(BLOCK).enumerate() {
-        if last == bg && block.iter().fold(true, |all, &v| all & (v == bg)) {
-            continue;
-        }
-        let mut changes = u64::from(block[0] != last);
-        for (k, (&u, &v)) in block.iter().zip(&block[1..]).enumerate() {
-            changes |= u64::from(u != v) << (k + 1);
-        }
-        let base = (b * BLOCK) as u32;
-        while changes != 0 {
-            let k = changes.trailing_zeros() as usize;
-            changes &= changes - 1;
-            let at = base + k as u32;
-            if let Some((start, value)) = open.take() {
-                runs.push(start, at, value);
-            }
-            if block[k] != bg {
-                open = Some((at, block[k]));
-            }
-        }
-        last = block[block.len() - 1];
+    for (b, block) in blocks.iter().enumerate() {
+        last = scan_block(block, last, (b * BLOCK) as u32, runs);
     }
-    if let Some((start, value)) = open {
-        runs.push(start, row.len() as u32, value);
+    if !tail.is_empty() {
+        let mut padded = [bg; BLOCK];
+        padded[..tail.len()].copy_from_slice(tail);
+        last = scan_block(&padded, last, (blocks.len() * BLOCK) as u32, runs);
     }
+    if last != bg {
+        runs.ends.push(row.len() as u32);
+    }
+}
+
+/// Appends the run starts and ends of one block whose first voxel is at column `base`, the
+/// voxel before it holding `last`; returns the block's last voxel.
+#[inline]
+fn scan_block<A: MaskElement>(block: &[A; BLOCK], last: A, base: u32, runs: &mut Runs<A>) -> A {
+    let bg = A::default();
+    if last == bg && block.iter().fold(true, |all, &v| all & (v == bg)) {
+        return bg;
+    }
+    let mut foreground = [0u8; BLOCK];
+    for (f, &v) in foreground.iter_mut().zip(block) {
+        *f = u8::from(v != bg);
+    }
+    let foreground = pack_bits(&foreground);
+    let mut changed = [0u8; BLOCK];
+    changed[0] = u8::from(block[0] != last);
+    for ((c, &v), &left) in changed[1..].iter_mut().zip(&block[1..]).zip(block) {
+        *c = u8::from(v != left);
+    }
+    let changed = pack_bits(&changed);
+    let left_foreground = (foreground << 1) | u64::from(last != bg);
+    let mut starts = changed & foreground;
+    while starts != 0 {
+        let k = starts.trailing_zeros() as usize;
+        starts &= starts - 1;
+        runs.starts.push(base + k as u32);
+        runs.values.push(block[k]);
+    }
+    let mut ends = changed & left_foreground;
+    while ends != 0 {
+        runs.ends.push(base + ends.trailing_zeros());
+        ends &= ends - 1;
+    }
+    block[BLOCK - 1]
+}
+
+/// Packs 64 flags, each 0 or 1, into the bits of a `u64` (flag `k` into bit `k`).
+#[inline]
+fn pack_bits(flags: &[u8; BLOCK]) -> u64 {
+    let (words, _) = flags.as_chunks::<8>();
+    words.iter().enumerate().fold(0, |bits, (w, word)| {
+        // Byte i (0 or 1) sits at bit 8i; the product gathers bit 8i into bit 56 + i, and no
+        // two partial products overlap, so nothing carries.
+        let gathered = u64::from_le_bytes(*word).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        bits | gathered << (8 * w)
+    })
 }
 
 /// Joins every run of `cur` with the runs of the earlier row `prev` that it touches.
@@ -259,5 +315,125 @@ pub(crate) fn union_rows<A: MaskElement>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_rng::Rng;
+
+    /// The runs of a row, found voxel by voxel.
+    fn plain_runs(row: &[u8]) -> Vec<(u32, u32, u8)> {
+        let mut runs = Vec::new();
+        let mut x = 0;
+        while x < row.len() {
+            if row[x] == 0 {
+                x += 1;
+                continue;
+            }
+            let start = x;
+            while x < row.len() && row[x] == row[start] {
+                x += 1;
+            }
+            runs.push((start as u32, x as u32, row[start]));
+        }
+        runs
+    }
+
+    /// Rows of stretches: background, one value, or noise, each a few voxels to whole blocks long.
+    fn random_row(rng: &mut Rng, len: usize, values: u64) -> Vec<u8> {
+        let mut row = Vec::with_capacity(len);
+        while row.len() < len {
+            let longest = if rng.below(4) == 0 { 150 } else { 6 };
+            let stretch = 1 + rng.below(longest) as usize;
+            let value = rng.below(values + 1) as u8;
+            let noisy = rng.below(3) == 0;
+            for _ in 0..stretch.min(len - row.len()) {
+                row.push(if noisy { rng.below(values + 1) as u8 } else { value });
+            }
+        }
+        row
+    }
+
+    fn empty_runs() -> Runs<u8> {
+        Runs { row_ptr: vec![0], starts: Vec::new(), ends: Vec::new(), values: Vec::new() }
+    }
+
+    #[test]
+    fn scan_row_finds_every_run() {
+        let mut rng = Rng(11);
+        let lengths = [0, 1, 2, 63, 64, 65, 127, 128, 129, 191, 200, 256, 1000];
+        for &len in &lengths {
+            for values in [1, 2, 5] {
+                for _ in 0..20 {
+                    let row = random_row(&mut rng, len, values);
+                    let mut runs = empty_runs();
+                    scan_row(&row, &mut runs);
+                    let got: Vec<_> = (0..runs.len()).map(|k| (runs.starts[k], runs.ends[k], runs.values[k])).collect();
+                    assert_eq!(got, plain_runs(&row), "{row:?}");
+                }
+            }
+        }
+        // Full rows, and runs that end or start on block edges.
+        for len in [64, 65, 128, 130] {
+            let rows: [Vec<u8>; 4] = [
+                vec![1; len],
+                (0..len).map(|x| u8::from(x >= 63)).collect(),
+                (0..len).map(|x| u8::from(x == 63) * 2 + u8::from(x == 64)).collect(),
+                (0..len).map(|x| 1 + u8::from(x >= 64)).collect(),
+            ];
+            for row in rows {
+                let mut runs = empty_runs();
+                scan_row(&row, &mut runs);
+                let got: Vec<_> = (0..runs.len()).map(|k| (runs.starts[k], runs.ends[k], runs.values[k])).collect();
+                assert_eq!(got, plain_runs(&row), "{row:?}");
+            }
+        }
+        assert_eq!(plain_runs(&[0, 2, 1, 1, 0, 3]), vec![(1, 2, 2), (2, 4, 1), (5, 6, 3)]);
+    }
+
+    /// Both ways of writing a row (running sum for many short runs, fills for a few long
+    /// ones), into zeroed and into dirty buffers.
+    #[test]
+    fn write_gives_every_voxel_its_run_label() {
+        let mut rng = Rng(12);
+        let nx = 300;
+        let (mut dense_rows, mut sparse_rows) = (0, 0);
+        for rows in [1, 7] {
+            for values in [1, 3] {
+                for _ in 0..20 {
+                    let data: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, nx, values)).collect();
+                    let geom = Geometry { nz: 1, ny: rows, nx };
+                    let band = Band::scan(&data, geom, 0..rows, Connectivity::Four, usize::MAX).unwrap();
+                    // Labels that use every bit, so that the running sum must wrap to be right.
+                    let labels: Vec<u32> = (0..band.runs.len()).map(|_| rng.next_u64() as u32 | 1).collect();
+                    let mut expected = vec![0u32; data.len()];
+                    for i in 0..rows {
+                        let row = band.runs.row(i, 0);
+                        if let (Some(&first), Some(&last)) = (row.starts.first(), row.ends.last()) {
+                            if (last - first) as usize > DENSE_SPAN_PER_RUN * row.starts.len() {
+                                sparse_rows += 1;
+                            } else {
+                                dense_rows += 1;
+                            }
+                        }
+                        let row_runs = band.runs.row_ptr[i] as usize..band.runs.row_ptr[i + 1] as usize;
+                        for (k, &label) in row_runs.clone().zip(&labels[row_runs]) {
+                            for x in band.runs.starts[k]..band.runs.ends[k] {
+                                expected[i * nx + x as usize] = label;
+                            }
+                        }
+                    }
+                    let mut zeroed = vec![0u32; data.len()];
+                    band.write(&labels, &mut zeroed, nx, true);
+                    assert_eq!(zeroed, expected);
+                    let mut dirty = vec![7u32; data.len()];
+                    band.write(&labels, &mut dirty, nx, false);
+                    assert_eq!(dirty, expected);
+                }
+            }
+        }
+        assert!(dense_rows > 10 && sparse_rows > 10, "{dense_rows} dense and {sparse_rows} sparse rows");
     }
 }

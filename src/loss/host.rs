@@ -338,13 +338,9 @@ fn gradient_pass<I: InstanceId>(
 }
 
 #[cfg(test)]
-#[path = "../../examples/common/rng.rs"]
-mod rng;
-
-#[cfg(test)]
 mod tests {
-    use super::rng::Rng;
     use super::*;
+    use crate::test_rng::Rng;
 
     /// `rows` rows of `voxels` inputs and ids: long background stretches (whole blocks) and
     /// short instance runs, ids up to `max_id`.
