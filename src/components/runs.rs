@@ -39,6 +39,8 @@ pub(crate) struct Runs<A> {
     starts: Vec<u32>,
     ends: Vec<u32>,
     values: Vec<A>,
+    /// Whether some run starts where the one before it ends (two values touching).
+    adjacent: bool,
 }
 
 /// The runs of one row, numbered from `first` in the forest they are joined in.
@@ -48,6 +50,8 @@ pub(crate) struct RowRuns<'a, A> {
     starts: &'a [u32],
     ends: &'a [u32],
     values: &'a [A],
+    /// Whether runs of the band this row belongs to may be adjacent.
+    adjacent: bool,
 }
 
 impl<A> Runs<A> {
@@ -64,6 +68,7 @@ impl<A> Runs<A> {
             starts: &self.starts[r.clone()],
             ends: &self.ends[r.clone()],
             values: &self.values[r],
+            adjacent: self.adjacent,
         }
     }
 }
@@ -82,6 +87,9 @@ const SAMPLE_STRIDE: usize = 61;
 
 /// Rows whose runs span at most this many columns per run are written as a running sum.
 const DENSE_SPAN_PER_RUN: usize = 16;
+
+/// Rows with at least one run per this many columns, between them, are dense: see [`union_rows`].
+const MERGE_COLUMNS_PER_RUN: usize = 4;
 
 /// Voxels per block of [`scan_row`]: the bits of a `u64` mask.
 const BLOCK: usize = 64;
@@ -105,6 +113,7 @@ impl<A: MaskElement> Band<A> {
             starts: Vec::with_capacity(capacity),
             ends: Vec::with_capacity(capacity),
             values: Vec::with_capacity(capacity),
+            adjacent: false,
         };
         let mut parent = Vec::with_capacity(capacity);
         runs.row_ptr.push(0);
@@ -193,7 +202,8 @@ impl<A: MaskElement> Band<A> {
 
 /// An estimate of the runs of `rows` from a sample of them, with a margin.
 fn estimate_runs<A: MaskElement>(data: &[A], nx: usize, rows: Range<usize>) -> usize {
-    let mut sample = Runs { row_ptr: Vec::new(), starts: Vec::new(), ends: Vec::new(), values: Vec::new() };
+    let mut sample =
+        Runs { row_ptr: Vec::new(), starts: Vec::new(), ends: Vec::new(), values: Vec::new(), adjacent: false };
     let mut sampled = 0;
     for row in rows.clone().step_by(SAMPLE_STRIDE) {
         scan_row(&data[row * nx..(row + 1) * nx], &mut sample);
@@ -249,6 +259,7 @@ fn scan_block<A: MaskElement>(block: &[A; BLOCK], last: A, base: u32, runs: &mut
     let changed = pack_bits(&changed);
     let left_foreground = (foreground << 1) | u64::from(last != bg);
     let mut starts = changed & foreground;
+    runs.adjacent |= starts & left_foreground != 0;
     while starts != 0 {
         let k = starts.trailing_zeros() as usize;
         starts &= starts - 1;
@@ -277,10 +288,9 @@ fn pack_bits(flags: &[u8; BLOCK]) -> u64 {
 
 /// Joins every run of `cur` with the runs of the earlier row `prev` that it touches.
 ///
-/// Both rows are sorted and non-overlapping, so one sweep with a monotone lower bound visits each
-/// run a bounded number of times. The root of the current run is kept across its unions, so each
-/// touching run costs one `find`, and none when its parent already is that root (the common case
-/// in dense masks, where earlier unions have pointed most runs at their root).
+/// Dense rows of a binary mask take [`merge_rows`], whose fixed work per step pays off where
+/// runs are short and many; the others take [`sweep_rows`], whose loops branch per run but
+/// predictably so on smooth masks.
 #[inline]
 pub(crate) fn union_rows<A: MaskElement>(
     parent: &mut [u32],
@@ -288,6 +298,28 @@ pub(crate) fn union_rows<A: MaskElement>(
     prev: RowRuns<'_, A>,
     diagonal: bool,
 ) {
+    let (n, m) = (cur.starts.len(), prev.starts.len());
+    if n == 0 || m == 0 {
+        return;
+    }
+    let span = cur.ends[n - 1].max(prev.ends[m - 1]) - cur.starts[0].min(prev.starts[0]);
+    if prev.adjacent || (n + m) * MERGE_COLUMNS_PER_RUN < span as usize {
+        sweep_rows(parent, cur, prev, diagonal);
+    } else if diagonal {
+        merge_rows::<A, true>(parent, cur, prev);
+    } else {
+        merge_rows::<A, false>(parent, cur, prev);
+    }
+}
+
+/// [`union_rows`] for sparse rows: for each run of `cur`, the runs of `prev` it touches.
+///
+/// Both rows are sorted and non-overlapping, so one sweep with a monotone lower bound visits each
+/// run a bounded number of times. The root of the current run is kept across its unions, so each
+/// touching run costs one `find`, and none when its parent already is that root (the common case
+/// in dense masks, where earlier unions have pointed most runs at their root).
+#[inline]
+fn sweep_rows<A: MaskElement>(parent: &mut [u32], cur: RowRuns<'_, A>, prev: RowRuns<'_, A>, diagonal: bool) {
     let widen = u32::from(diagonal);
     let n = prev.starts.len();
     let mut lo_j = 0;
@@ -315,6 +347,36 @@ pub(crate) fn union_rows<A: MaskElement>(
                 }
             }
         }
+    }
+}
+
+/// [`union_rows`] for dense rows: the two rows' runs are merged like sorted lists.
+///
+/// At each step the run that ends first is done with: nothing later in the other row can reach
+/// it, even widened by one column, as long as the runs of `prev` are not adjacent (two values
+/// touching, which [`sweep_rows`] handles). Each step is a fixed amount of work without a branch
+/// but the union, skipped when both runs already point at the same parent: the common case in
+/// dense masks, where most runs hang directly below their root, and the union points both runs
+/// at the root so that they hit that case next time.
+#[inline(never)]
+fn merge_rows<A: MaskElement, const DIAGONAL: bool>(parent: &mut [u32], cur: RowRuns<'_, A>, prev: RowRuns<'_, A>) {
+    let widen = u32::from(DIAGONAL);
+    let (n, m) = (cur.starts.len(), prev.starts.len());
+    let (cur_starts, cur_ends, cur_values) = (&cur.starts[..n], &cur.ends[..n], &cur.values[..n]);
+    let (prev_starts, prev_ends, prev_values) = (&prev.starts[..m], &prev.ends[..m], &prev.values[..m]);
+    let (mut i, mut j) = (0, 0);
+    while i < n && j < m {
+        let (end, prev_end) = (cur_ends[i], prev_ends[j]);
+        let (a, b) = (cur.first + i as u32, prev.first + j as u32);
+        // [start, end) and [prev_start, prev_end) overlap once widened and hold the same value.
+        let touch =
+            (prev_starts[j] < end + widen) & (cur_starts[i] < prev_end + widen) & (cur_values[i] == prev_values[j]);
+        if touch & (parent[a as usize] != parent[b as usize]) {
+            union_find::union(parent, a, b);
+        }
+        let cur_done = end <= prev_end;
+        i += usize::from(cur_done);
+        j += usize::from(!cur_done);
     }
 }
 
@@ -357,7 +419,7 @@ mod tests {
     }
 
     fn empty_runs() -> Runs<u8> {
-        Runs { row_ptr: vec![0], starts: Vec::new(), ends: Vec::new(), values: Vec::new() }
+        Runs { row_ptr: vec![0], starts: Vec::new(), ends: Vec::new(), values: Vec::new(), adjacent: false }
     }
 
     #[test]
@@ -435,5 +497,61 @@ mod tests {
             }
         }
         assert!(dense_rows > 10 && sparse_rows > 10, "{dense_rows} dense and {sparse_rows} sparse rows");
+    }
+
+    /// Both ways of joining two rows find exactly the touching pairs that a check of every pair
+    /// finds, on dense and sparse, binary and multi-label rows.
+    #[test]
+    fn merge_and_sweep_join_exactly_the_touching_runs() {
+        let mut rng = Rng(13);
+        let (mut merged, mut adjacent) = (0, 0);
+        for values in [1, 3] {
+            for _ in 0..300 {
+                let len = 1 + rng.below(140) as usize;
+                let rows = [random_row(&mut rng, len, values), random_row(&mut rng, len, values)];
+                let mut runs = empty_runs();
+                for row in &rows {
+                    scan_row(row, &mut runs);
+                    runs.row_ptr.push(runs.len() as u32);
+                }
+                let (prev, cur) = (runs.row(0, 0), runs.row(1, 0));
+                for diagonal in [false, true] {
+                    // Every pair, checked directly.
+                    let mut expected: Vec<u32> = (0..runs.len() as u32).collect();
+                    for i in 0..cur.starts.len() {
+                        for j in 0..prev.starts.len() {
+                            let w = u32::from(diagonal);
+                            let touch = prev.starts[j] < cur.ends[i] + w && cur.starts[i] < prev.ends[j] + w;
+                            if touch && cur.values[i] == prev.values[j] {
+                                let root = union_find::find(&mut expected, prev.first + j as u32);
+                                union_find::link(&mut expected, root, cur.first + i as u32);
+                            }
+                        }
+                    }
+                    union_find::number_roots(&mut expected);
+                    let mut joined = Vec::new();
+                    if runs.adjacent {
+                        adjacent += 1;
+                    } else {
+                        merged += 1;
+                        let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
+                        if diagonal {
+                            merge_rows::<u8, true>(&mut parent, cur, prev);
+                        } else {
+                            merge_rows::<u8, false>(&mut parent, cur, prev);
+                        }
+                        joined.push(parent);
+                    }
+                    let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
+                    sweep_rows(&mut parent, cur, prev, diagonal);
+                    joined.push(parent);
+                    for mut parent in joined {
+                        union_find::number_roots(&mut parent);
+                        assert_eq!(parent, expected, "{rows:?} diagonal {diagonal}");
+                    }
+                }
+            }
+        }
+        assert!(merged > 100 && adjacent > 100, "{merged} merged, {adjacent} with adjacent runs");
     }
 }

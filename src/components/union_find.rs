@@ -31,6 +31,17 @@ pub(crate) fn link(parent: &mut [u32], root: u32, b: u32) -> u32 {
     }
 }
 
+/// Joins the sets of `a` and `b`, pointing both old roots and `a` and `b` themselves at the new
+/// root: the smaller old root, so `parent[x] <= x` still holds.
+#[inline(always)]
+pub(crate) fn union(parent: &mut [u32], a: u32, b: u32) {
+    let (ra, rb) = (find(parent, a), find(parent, b));
+    let root = ra.min(rb);
+    for x in [ra, rb, a, b] {
+        parent[x as usize] = root;
+    }
+}
+
 /// Replaces every entry by its set's label, numbering roots `1, 2, ...` in index order, and
 /// returns the number of sets.
 ///
