@@ -312,7 +312,8 @@ pub(crate) fn union_rows<A: MaskElement>(
     }
 }
 
-/// [`union_rows`] for sparse rows: for each run of `cur`, the runs of `prev` it touches.
+/// [`union_rows`] for sparse rows and rows with adjacent runs: for each run of `cur`, the runs of
+/// `prev` it touches.
 ///
 /// Both rows are sorted and non-overlapping, so one sweep with a monotone lower bound visits each
 /// run a bounded number of times. The root of the current run is kept across its unions, so each
