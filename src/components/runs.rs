@@ -55,6 +55,19 @@ pub(crate) struct RowRuns<'a, A> {
 }
 
 impl<A> Runs<A> {
+    /// No runs yet, with room for `rows` rows and `runs` runs.
+    fn with_capacity(rows: usize, runs: usize) -> Self {
+        let mut row_ptr = Vec::with_capacity(rows + 1);
+        row_ptr.push(0);
+        Runs {
+            row_ptr,
+            starts: Vec::with_capacity(runs),
+            ends: Vec::with_capacity(runs),
+            values: Vec::with_capacity(runs),
+            adjacent: false,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.starts.len()
     }
@@ -108,15 +121,8 @@ impl<A: MaskElement> Band<A> {
         // dearly, and reserving for the densest mask costs sparse ones (tens of MiB mapped, and
         // sometimes cleared by the allocator, on every call).
         let capacity = estimate_runs(data, geom.nx, rows.clone()).min(max_runs);
-        let mut runs = Runs {
-            row_ptr: Vec::with_capacity(rows.len() + 1),
-            starts: Vec::with_capacity(capacity),
-            ends: Vec::with_capacity(capacity),
-            values: Vec::with_capacity(capacity),
-            adjacent: false,
-        };
+        let mut runs = Runs::with_capacity(rows.len(), capacity);
         let mut parent = Vec::with_capacity(capacity);
-        runs.row_ptr.push(0);
         for row in rows.clone() {
             let first = runs.len();
             scan_row(&data[row * geom.nx..(row + 1) * geom.nx], &mut runs);
@@ -202,8 +208,7 @@ impl<A: MaskElement> Band<A> {
 
 /// An estimate of the runs of `rows` from a sample of them, with a margin.
 fn estimate_runs<A: MaskElement>(data: &[A], nx: usize, rows: Range<usize>) -> usize {
-    let mut sample =
-        Runs { row_ptr: Vec::new(), starts: Vec::new(), ends: Vec::new(), values: Vec::new(), adjacent: false };
+    let mut sample = Runs::with_capacity(0, 0);
     let mut sampled = 0;
     for row in rows.clone().step_by(SAMPLE_STRIDE) {
         scan_row(&data[row * nx..(row + 1) * nx], &mut sample);
@@ -288,9 +293,9 @@ fn pack_bits(flags: &[u8; BLOCK]) -> u64 {
 
 /// Joins every run of `cur` with the runs of the earlier row `prev` that it touches.
 ///
-/// Dense rows of a binary mask take [`merge_rows`], whose fixed work per step pays off where
-/// runs are short and many; the others take [`sweep_rows`], whose loops branch per run but
-/// predictably so on smooth masks.
+/// Dense rows without adjacent runs (always so in binary masks) take [`merge_rows`], whose fixed
+/// work per step pays off where runs are short and many; the others take [`sweep_rows`], whose
+/// loops branch per run but predictably so on smooth masks.
 #[inline]
 pub(crate) fn union_rows<A: MaskElement>(
     parent: &mut [u32],
@@ -419,10 +424,6 @@ mod tests {
         row
     }
 
-    fn empty_runs() -> Runs<u8> {
-        Runs { row_ptr: vec![0], starts: Vec::new(), ends: Vec::new(), values: Vec::new(), adjacent: false }
-    }
-
     #[test]
     fn scan_row_finds_every_run() {
         let mut rng = Rng(11);
@@ -431,7 +432,7 @@ mod tests {
             for values in [1, 2, 5] {
                 for _ in 0..20 {
                     let row = random_row(&mut rng, len, values);
-                    let mut runs = empty_runs();
+                    let mut runs = Runs::<u8>::with_capacity(0, 0);
                     scan_row(&row, &mut runs);
                     let got: Vec<_> = (0..runs.len()).map(|k| (runs.starts[k], runs.ends[k], runs.values[k])).collect();
                     assert_eq!(got, plain_runs(&row), "{row:?}");
@@ -447,7 +448,7 @@ mod tests {
                 (0..len).map(|x| 1 + u8::from(x >= 64)).collect(),
             ];
             for row in rows {
-                let mut runs = empty_runs();
+                let mut runs = Runs::<u8>::with_capacity(0, 0);
                 scan_row(&row, &mut runs);
                 let got: Vec<_> = (0..runs.len()).map(|k| (runs.starts[k], runs.ends[k], runs.values[k])).collect();
                 assert_eq!(got, plain_runs(&row), "{row:?}");
@@ -510,7 +511,7 @@ mod tests {
             for _ in 0..300 {
                 let len = 1 + rng.below(140) as usize;
                 let rows = [random_row(&mut rng, len, values), random_row(&mut rng, len, values)];
-                let mut runs = empty_runs();
+                let mut runs = Runs::<u8>::with_capacity(0, 0);
                 for row in &rows {
                     scan_row(row, &mut runs);
                     runs.row_ptr.push(runs.len() as u32);
