@@ -5,7 +5,7 @@ mod common;
 use blob_loss::Error;
 use blob_loss::components::{Connectivity, instances_from_classes, label, label_batch, label_batch_into, label_into};
 use common::{Rng, connectivities, naive_label, random_mask};
-use ndarray::{Array2, Array3, Array4, ArrayD, Axis, IxDyn, ShapeBuilder, s};
+use ndarray::{Array2, Array3, Array4, ArrayD, Axis, IxDyn, ShapeBuilder, Slice, s};
 
 fn check(mask: &ArrayD<u8>) {
     for &c in connectivities(mask.ndim()) {
@@ -151,6 +151,33 @@ fn every_element_type_gives_the_same_labels() {
         label(binary.view(), Connectivity::Eighteen).unwrap(),
         label(binary_u8.view(), Connectivity::Eighteen).unwrap()
     );
+}
+
+/// Smooth masks of boxes a few voxels across, of one value or of several touching ones, with
+/// rows over several 64-column blocks: most rows are dense, and most voxels match the voxel below
+/// or before them, which spares their other comparisons.
+#[test]
+fn smooth_masks_match_flood_fill() {
+    let mut rng = Rng(5);
+    for shape in [&[6usize, 9, 150][..], &[12, 12, 12], &[9, 7, 64], &[30, 140]] {
+        for values in [1, 4] {
+            for _ in 0..3 {
+                let mut mask = ArrayD::<u8>::zeros(IxDyn(shape));
+                for _ in 0..mask.len() / 12 {
+                    // Value 0 carves background out of earlier boxes.
+                    let value = rng.below(values + 1) as u8;
+                    let corner: Vec<usize> = shape.iter().map(|&n| rng.below(n as u64) as usize).collect();
+                    let sides: Vec<usize> = shape.iter().map(|_| 1 + rng.below(5) as usize).collect();
+                    mask.slice_each_axis_mut(|axis| {
+                        let a = axis.axis.index();
+                        Slice::from(corner[a]..(corner[a] + sides[a]).min(shape[a]))
+                    })
+                    .fill(value);
+                }
+                check(&mask);
+            }
+        }
+    }
 }
 
 /// Large masks are labelled in bands on several threads; the bands must not show.

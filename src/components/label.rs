@@ -5,7 +5,8 @@ use rayon::prelude::*;
 
 use super::connectivity::Connectivity;
 use super::element::MaskElement;
-use super::runs::{Band, Geometry, union_rows};
+use super::join::join_by_sweep;
+use super::runs::{Band, Geometry};
 use super::union_find;
 use crate::Error;
 
@@ -205,7 +206,7 @@ fn label_slice<A: MaskElement>(
                 let pb = band_starts.partition_point(|&s| s <= prev) - 1;
                 let cur = band.row(row, offsets[b]);
                 let prev = bands[pb].row(prev, offsets[pb]);
-                union_rows(&mut parent, cur, prev, nb.diagonal);
+                join_by_sweep(&mut parent, cur, prev, nb.diagonal);
             }
         }
     }

@@ -29,6 +29,7 @@
 mod batch;
 mod connectivity;
 mod element;
+mod join;
 mod label;
 mod runs;
 mod union_find;

@@ -1,14 +1,15 @@
-//! Run extraction and union of touching runs: the scan helpers behind [`label`](super::label).
+//! Run extraction and writing: the scan helpers behind [`label`](super::label).
 //!
-//! A run is a maximal stretch of equal, non-background values along the last (fastest) axis.
-//! Two runs in neighbouring rows belong to the same component when they hold the same value and
-//! overlap, on the same columns or, for diagonal neighbours, widened by one column.
+//! A run is a maximal stretch of equal, non-background values along the last (fastest) axis. A
+//! band of rows is scanned into its runs, each row also into bit masks of its foreground, run
+//! starts and run ends, and each row's runs are joined with those of its earlier rows as soon as
+//! it is scanned ([`join`](super::join)).
 
 use std::ops::Range;
 
 use super::connectivity::Connectivity;
 use super::element::MaskElement;
-use super::union_find;
+use super::join::RowJoiner;
 
 /// The shape of the volume as `(planes, rows per plane, columns)`; a 2D image has one plane.
 #[derive(Debug, Clone, Copy)]
@@ -39,19 +40,29 @@ pub(crate) struct Runs<A> {
     starts: Vec<u32>,
     ends: Vec<u32>,
     values: Vec<A>,
-    /// Whether some run starts where the one before it ends (two values touching).
-    adjacent: bool,
 }
 
 /// The runs of one row, numbered from `first` in the forest they are joined in.
 #[derive(Clone, Copy)]
 pub(crate) struct RowRuns<'a, A> {
-    first: u32,
-    starts: &'a [u32],
-    ends: &'a [u32],
-    values: &'a [A],
-    /// Whether runs of the band this row belongs to may be adjacent.
-    adjacent: bool,
+    pub first: u32,
+    pub starts: &'a [u32],
+    pub ends: &'a [u32],
+    pub values: &'a [A],
+}
+
+/// Columns per block: the bits of a `u64` mask.
+pub(crate) const BLOCK: usize = 64;
+
+/// The bit masks of one block of [`BLOCK`] columns of a row, column `64 b + k` in bit `k` of
+/// block `b`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BlockMasks {
+    pub foreground: u64,
+    /// Columns where a run starts.
+    pub starts: u64,
+    /// Columns where a run ends: the first column after it (a run that ends the row has none).
+    pub ends: u64,
 }
 
 impl<A> Runs<A> {
@@ -64,7 +75,6 @@ impl<A> Runs<A> {
             starts: Vec::with_capacity(runs),
             ends: Vec::with_capacity(runs),
             values: Vec::with_capacity(runs),
-            adjacent: false,
         }
     }
 
@@ -81,7 +91,6 @@ impl<A> Runs<A> {
             starts: &self.starts[r.clone()],
             ends: &self.ends[r.clone()],
             values: &self.values[r],
-            adjacent: self.adjacent,
         }
     }
 }
@@ -97,15 +106,6 @@ pub(crate) struct Band<A> {
 
 /// One row in this many is scanned to estimate the number of runs of a band.
 const SAMPLE_STRIDE: usize = 61;
-
-/// Rows whose runs span at most this many columns per run are written as a running sum.
-const DENSE_SPAN_PER_RUN: usize = 16;
-
-/// Rows with at least one run per this many columns, between them, are dense: see [`union_rows`].
-const MERGE_COLUMNS_PER_RUN: usize = 4;
-
-/// Voxels per block of [`scan_row`]: the bits of a `u64` mask.
-const BLOCK: usize = 64;
 
 impl<A: MaskElement> Band<A> {
     /// Extracts the runs of `rows` from the C-ordered `data` and joins those that touch inside
@@ -123,27 +123,16 @@ impl<A: MaskElement> Band<A> {
         let capacity = estimate_runs(data, geom.nx, rows.clone()).min(max_runs);
         let mut runs = Runs::with_capacity(rows.len(), capacity);
         let mut parent = Vec::with_capacity(capacity);
+        let mut joiner = RowJoiner::new(geom, rows.start, connectivity);
         for row in rows.clone() {
             let first = runs.len();
-            scan_row(&data[row * geom.nx..(row + 1) * geom.nx], &mut runs);
+            scan_row(&data[row * geom.nx..(row + 1) * geom.nx], &mut runs, joiner.masks_mut(row));
             if runs.len() > max_runs {
                 return None;
             }
             runs.row_ptr.push(runs.len() as u32);
             parent.extend(first as u32..runs.len() as u32);
-            if first == runs.len() {
-                continue;
-            }
-            for nb in connectivity.earlier_rows() {
-                match geom.neighbour_row(row, nb.dz, nb.dy) {
-                    Some(prev) if prev >= rows.start => {
-                        let cur = runs.row(row - rows.start, 0);
-                        let prev = runs.row(prev - rows.start, 0);
-                        union_rows(&mut parent, cur, prev, nb.diagonal);
-                    }
-                    _ => {}
-                }
-            }
+            joiner.join(&mut parent, data, &runs, row);
         }
         Some(Band { rows, runs, parent })
     }
@@ -158,60 +147,43 @@ impl<A: MaskElement> Band<A> {
     /// `labels[k]`. When `zeroed` is set, `out` is known to be all zeros and the background is not
     /// written.
     ///
-    /// Rows with many short runs are written without a branch per run: each run adds its label
-    /// where it starts and subtracts it where it ends in a row of differences, whose running
-    /// sum is the row of labels. Rows of a few long runs are filled run by run.
+    /// Short runs are written without a branch on their length: [`SHORT_WRITE`] copies of the label
+    /// from the run's start, then as many zeros from its end. Runs are written in order, so each
+    /// run's zeros wipe what its own labels wrote past its end, and the next run's labels
+    /// overwrite those zeros where it starts. Longer runs, and runs near the end of the row, are
+    /// filled.
     pub fn write(&self, labels: &[u32], out: &mut [u32], nx: usize, zeroed: bool) {
         let runs = &self.runs;
-        let mut differences = Vec::new();
         for (i, out_row) in out.chunks_exact_mut(nx).enumerate() {
             let row_runs = runs.row_ptr[i] as usize..runs.row_ptr[i + 1] as usize;
-            if row_runs.is_empty() {
-                if !zeroed {
-                    out_row.fill(0);
-                }
-                continue;
+            if !zeroed {
+                out_row.fill(0);
             }
             let (starts, ends) = (&runs.starts[row_runs.clone()], &runs.ends[row_runs.clone()]);
-            let labels = &labels[row_runs];
-            let (first, last) = (starts[0] as usize, ends[ends.len() - 1] as usize);
-            if last - first > DENSE_SPAN_PER_RUN * starts.len() {
-                if !zeroed {
-                    out_row.fill(0);
+            for ((&start, &end), &label) in starts.iter().zip(ends).zip(&labels[row_runs]) {
+                let (start, end) = (start as usize, end as usize);
+                match out_row.get_mut(start..end + SHORT_WRITE) {
+                    Some(span) if end - start <= SHORT_WRITE => {
+                        span[..SHORT_WRITE].copy_from_slice(&[label; SHORT_WRITE]);
+                        span[end - start..][..SHORT_WRITE].copy_from_slice(&[0; SHORT_WRITE]);
+                    }
+                    _ => out_row[start..end].fill(label),
                 }
-                for ((&start, &end), &label) in starts.iter().zip(ends).zip(labels) {
-                    out_row[start as usize..end as usize].fill(label);
-                }
-                continue;
             }
-            if !zeroed {
-                out_row[..first].fill(0);
-                out_row[last..].fill(0);
-            }
-            if differences.is_empty() {
-                differences.resize(nx + 1, 0u32);
-            }
-            for ((&start, &end), &label) in starts.iter().zip(ends).zip(labels) {
-                differences[start as usize] = differences[start as usize].wrapping_add(label);
-                differences[end as usize] = differences[end as usize].wrapping_sub(label);
-            }
-            let mut label = 0u32;
-            for (voxel, difference) in out_row[first..last].iter_mut().zip(&mut differences[first..last]) {
-                label = label.wrapping_add(*difference);
-                *difference = 0;
-                *voxel = label;
-            }
-            differences[last] = 0;
         }
     }
 }
 
+/// Runs of at most this many voxels are written with fixed-size stores: see [`Band::write`].
+const SHORT_WRITE: usize = 8;
+
 /// An estimate of the runs of `rows` from a sample of them, with a margin.
 fn estimate_runs<A: MaskElement>(data: &[A], nx: usize, rows: Range<usize>) -> usize {
     let mut sample = Runs::with_capacity(0, 0);
+    let mut masks = vec![BlockMasks::default(); nx.div_ceil(BLOCK)];
     let mut sampled = 0;
     for row in rows.clone().step_by(SAMPLE_STRIDE) {
-        scan_row(&data[row * nx..(row + 1) * nx], &mut sample);
+        scan_row(&data[row * nx..(row + 1) * nx], &mut sample, &mut masks);
         sampled += 1;
     }
     let per_row = sample.len() as f64 / sampled.max(1) as f64;
@@ -225,18 +197,23 @@ fn estimate_runs<A: MaskElement>(data: &[A], nx: usize, rows: Range<usize>) -> u
 /// voxel is foreground, and where it differs from its left neighbour. Runs start where a
 /// foreground voxel differs from its left neighbour and end where a voxel differs from a
 /// foreground left neighbour, so only the set bits of those two masks are visited.
-#[inline]
-fn scan_row<A: MaskElement>(row: &[A], runs: &mut Runs<A>) {
+#[inline(always)]
+fn scan_row<A: MaskElement>(row: &[A], runs: &mut Runs<A>, masks: &mut [BlockMasks]) {
     let bg = A::default();
     let (blocks, tail) = row.as_chunks::<BLOCK>();
     let mut last = bg;
-    for (b, block) in blocks.iter().enumerate() {
-        last = scan_block(block, last, (b * BLOCK) as u32, runs);
+    for ((b, block), m) in blocks.iter().enumerate().zip(masks.iter_mut()) {
+        *m = scan_block(block, last, (b * BLOCK) as u32, runs);
+        last = block[BLOCK - 1];
     }
     if !tail.is_empty() {
         let mut padded = [bg; BLOCK];
         padded[..tail.len()].copy_from_slice(tail);
-        last = scan_block(&padded, last, (blocks.len() * BLOCK) as u32, runs);
+        let b = blocks.len();
+        masks[b] = scan_block(&padded, last, (b * BLOCK) as u32, runs);
+        // The end of a run that ends the row falls in the padding: not a column of the row.
+        masks[b].ends &= (1 << tail.len()) - 1;
+        last = padded[BLOCK - 1];
     }
     if last != bg {
         runs.ends.push(row.len() as u32);
@@ -244,12 +221,12 @@ fn scan_row<A: MaskElement>(row: &[A], runs: &mut Runs<A>) {
 }
 
 /// Appends the run starts and ends of one block whose first voxel is at column `base`, the
-/// voxel before it holding `last`; returns the block's last voxel.
-#[inline]
-fn scan_block<A: MaskElement>(block: &[A; BLOCK], last: A, base: u32, runs: &mut Runs<A>) -> A {
+/// voxel before it holding `last`; returns the block's masks.
+#[inline(always)]
+fn scan_block<A: MaskElement>(block: &[A; BLOCK], last: A, base: u32, runs: &mut Runs<A>) -> BlockMasks {
     let bg = A::default();
     if last == bg && block.iter().fold(true, |all, &v| all & (v == bg)) {
-        return bg;
+        return BlockMasks::default();
     }
     let mut foreground = [0u8; BLOCK];
     for (f, &v) in foreground.iter_mut().zip(block) {
@@ -263,25 +240,26 @@ fn scan_block<A: MaskElement>(block: &[A; BLOCK], last: A, base: u32, runs: &mut
     }
     let changed = pack_bits(&changed);
     let left_foreground = (foreground << 1) | u64::from(last != bg);
-    let mut starts = changed & foreground;
-    runs.adjacent |= starts & left_foreground != 0;
-    while starts != 0 {
-        let k = starts.trailing_zeros() as usize;
-        starts &= starts - 1;
+    let starts = changed & foreground;
+    let ends = changed & left_foreground;
+    let mut bits = starts;
+    while bits != 0 {
+        let k = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
         runs.starts.push(base + k as u32);
         runs.values.push(block[k]);
     }
-    let mut ends = changed & left_foreground;
-    while ends != 0 {
-        runs.ends.push(base + ends.trailing_zeros());
-        ends &= ends - 1;
+    let mut bits = ends;
+    while bits != 0 {
+        runs.ends.push(base + bits.trailing_zeros());
+        bits &= bits - 1;
     }
-    block[BLOCK - 1]
+    BlockMasks { foreground, starts, ends }
 }
 
 /// Packs 64 flags, each 0 or 1, into the bits of a `u64` (flag `k` into bit `k`).
 #[inline]
-fn pack_bits(flags: &[u8; BLOCK]) -> u64 {
+pub(crate) fn pack_bits(flags: &[u8; BLOCK]) -> u64 {
     let (words, _) = flags.as_chunks::<8>();
     words.iter().enumerate().fold(0, |bits, (w, word)| {
         // Byte i (0 or 1) sits at bit 8i; the product gathers bit 8i into bit 56 + i, and no
@@ -291,108 +269,13 @@ fn pack_bits(flags: &[u8; BLOCK]) -> u64 {
     })
 }
 
-/// Joins every run of `cur` with the runs of the earlier row `prev` that it touches.
-///
-/// Dense rows without adjacent runs (always so in binary masks) take [`merge_rows`], whose fixed
-/// work per step pays off where runs are short and many; the others take [`sweep_rows`], whose
-/// loops branch per run but predictably so on smooth masks.
-#[inline]
-pub(crate) fn union_rows<A: MaskElement>(
-    parent: &mut [u32],
-    cur: RowRuns<'_, A>,
-    prev: RowRuns<'_, A>,
-    diagonal: bool,
-) {
-    let (n, m) = (cur.starts.len(), prev.starts.len());
-    if n == 0 || m == 0 {
-        return;
-    }
-    let span = cur.ends[n - 1].max(prev.ends[m - 1]) - cur.starts[0].min(prev.starts[0]);
-    if prev.adjacent || (n + m) * MERGE_COLUMNS_PER_RUN < span as usize {
-        sweep_rows(parent, cur, prev, diagonal);
-    } else if diagonal {
-        merge_rows::<A, true>(parent, cur, prev);
-    } else {
-        merge_rows::<A, false>(parent, cur, prev);
-    }
-}
-
-/// [`union_rows`] for sparse rows and rows with adjacent runs: for each run of `cur`, the runs of
-/// `prev` it touches.
-///
-/// Both rows are sorted and non-overlapping, so one sweep with a monotone lower bound visits each
-/// run a bounded number of times. The root of the current run is kept across its unions, so each
-/// touching run costs one `find`, and none when its parent already is that root (the common case
-/// in dense masks, where earlier unions have pointed most runs at their root).
-#[inline]
-fn sweep_rows<A: MaskElement>(parent: &mut [u32], cur: RowRuns<'_, A>, prev: RowRuns<'_, A>, diagonal: bool) {
-    let widen = u32::from(diagonal);
-    let n = prev.starts.len();
-    let mut lo_j = 0;
-    for (i, ((&start, &end), &value)) in cur.starts.iter().zip(cur.ends).zip(cur.values).enumerate() {
-        // Columns of `prev` that touch this run: [start - widen, end + widen).
-        let lo = start.saturating_sub(widen);
-        let hi = end + widen;
-        while lo_j < n && prev.ends[lo_j] <= lo {
-            lo_j += 1;
-        }
-        if lo_j == n {
-            return;
-        }
-        let mut root = None;
-        for j in lo_j..n {
-            if prev.starts[j] >= hi {
-                break;
-            }
-            if prev.values[j] == value {
-                let r = *root.get_or_insert_with(|| union_find::find(parent, cur.first + i as u32));
-                let b = prev.first + j as u32;
-                // Already joined, directly (the common case in dense masks): no find.
-                if parent[b as usize] != r {
-                    root = Some(union_find::link(parent, r, b));
-                }
-            }
-        }
-    }
-}
-
-/// [`union_rows`] for dense rows: the two rows' runs are merged like sorted lists.
-///
-/// At each step the run that ends first is done with: nothing later in the other row can reach
-/// it, even widened by one column, as long as the runs of `prev` are not adjacent (two values
-/// touching, which [`sweep_rows`] handles). Each step is a fixed amount of work without a branch
-/// but the union, skipped when both runs already point at the same parent: the common case in
-/// dense masks, where most runs hang directly below their root, and the union points both runs
-/// at the root so that they hit that case next time.
-#[inline(never)]
-fn merge_rows<A: MaskElement, const DIAGONAL: bool>(parent: &mut [u32], cur: RowRuns<'_, A>, prev: RowRuns<'_, A>) {
-    let widen = u32::from(DIAGONAL);
-    let (n, m) = (cur.starts.len(), prev.starts.len());
-    let (cur_starts, cur_ends, cur_values) = (&cur.starts[..n], &cur.ends[..n], &cur.values[..n]);
-    let (prev_starts, prev_ends, prev_values) = (&prev.starts[..m], &prev.ends[..m], &prev.values[..m]);
-    let (mut i, mut j) = (0, 0);
-    while i < n && j < m {
-        let (end, prev_end) = (cur_ends[i], prev_ends[j]);
-        let (a, b) = (cur.first + i as u32, prev.first + j as u32);
-        // [start, end) and [prev_start, prev_end) overlap once widened and hold the same value.
-        let touch =
-            (prev_starts[j] < end + widen) & (cur_starts[i] < prev_end + widen) & (cur_values[i] == prev_values[j]);
-        if touch & (parent[a as usize] != parent[b as usize]) {
-            union_find::union(parent, a, b);
-        }
-        let cur_done = end <= prev_end;
-        i += usize::from(cur_done);
-        j += usize::from(!cur_done);
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::test_rng::Rng;
 
     /// The runs of a row, found voxel by voxel.
-    fn plain_runs(row: &[u8]) -> Vec<(u32, u32, u8)> {
+    pub fn plain_runs(row: &[u8]) -> Vec<(u32, u32, u8)> {
         let mut runs = Vec::new();
         let mut x = 0;
         while x < row.len() {
@@ -410,7 +293,7 @@ mod tests {
     }
 
     /// Rows of stretches: background, one value, or noise, each a few voxels to whole blocks long.
-    fn random_row(rng: &mut Rng, len: usize, values: u64) -> Vec<u8> {
+    pub fn random_row(rng: &mut Rng, len: usize, values: u64) -> Vec<u8> {
         let mut row = Vec::with_capacity(len);
         while row.len() < len {
             let longest = if rng.below(4) == 0 { 150 } else { 6 };
@@ -424,18 +307,53 @@ mod tests {
         row
     }
 
+    /// Scans one row; checks its runs against [`plain_runs`] and its masks against the runs.
+    pub fn scan_checked(row: &[u8], runs: &mut Runs<u8>, masks: &mut [BlockMasks]) {
+        let first = runs.len();
+        scan_row(row, runs, masks);
+        let got: Vec<_> = (first..runs.len()).map(|k| (runs.starts[k], runs.ends[k], runs.values[k])).collect();
+        let expected = plain_runs(row);
+        assert_eq!(got, expected, "{row:?}");
+        let mut bits = vec![BlockMasks::default(); row.len().div_ceil(BLOCK)];
+        for &(start, end, _) in &expected {
+            let (start, end) = (start as usize, end as usize);
+            for x in start..end {
+                bits[x / BLOCK].foreground |= 1 << (x % BLOCK);
+            }
+            bits[start / BLOCK].starts |= 1 << (start % BLOCK);
+            if end < row.len() {
+                bits[end / BLOCK].ends |= 1 << (end % BLOCK);
+            }
+        }
+        assert_eq!(masks, &bits[..], "{row:?}");
+    }
+
+    /// Scans `rows` (of one length) as consecutive rows of one band: their runs, numbered from 0,
+    /// and each row's masks.
+    pub fn scan_rows(rows: &[Vec<u8>]) -> (Runs<u8>, Vec<Vec<BlockMasks>>) {
+        let mut runs = Runs::with_capacity(rows.len(), 0);
+        let masks = rows
+            .iter()
+            .map(|row| {
+                let mut masks = vec![BlockMasks::default(); row.len().div_ceil(BLOCK)];
+                scan_checked(row, &mut runs, &mut masks);
+                runs.row_ptr.push(runs.len() as u32);
+                masks
+            })
+            .collect();
+        (runs, masks)
+    }
+
     #[test]
-    fn scan_row_finds_every_run() {
+    fn scan_row_finds_every_run_and_its_masks() {
         let mut rng = Rng(11);
         let lengths = [0, 1, 2, 63, 64, 65, 127, 128, 129, 191, 200, 256, 1000];
         for &len in &lengths {
             for values in [1, 2, 5] {
                 for _ in 0..20 {
                     let row = random_row(&mut rng, len, values);
-                    let mut runs = Runs::<u8>::with_capacity(0, 0);
-                    scan_row(&row, &mut runs);
-                    let got: Vec<_> = (0..runs.len()).map(|k| (runs.starts[k], runs.ends[k], runs.values[k])).collect();
-                    assert_eq!(got, plain_runs(&row), "{row:?}");
+                    let mut masks = vec![BlockMasks { foreground: 7, starts: 7, ends: 7 }; len.div_ceil(BLOCK)];
+                    scan_checked(&row, &mut Runs::with_capacity(0, 0), &mut masks);
                 }
             }
         }
@@ -448,112 +366,50 @@ mod tests {
                 (0..len).map(|x| 1 + u8::from(x >= 64)).collect(),
             ];
             for row in rows {
-                let mut runs = Runs::<u8>::with_capacity(0, 0);
-                scan_row(&row, &mut runs);
-                let got: Vec<_> = (0..runs.len()).map(|k| (runs.starts[k], runs.ends[k], runs.values[k])).collect();
-                assert_eq!(got, plain_runs(&row), "{row:?}");
+                let mut masks = vec![BlockMasks::default(); len.div_ceil(BLOCK)];
+                scan_checked(&row, &mut Runs::with_capacity(0, 0), &mut masks);
             }
         }
         assert_eq!(plain_runs(&[0, 2, 1, 1, 0, 3]), vec![(1, 2, 2), (2, 4, 1), (5, 6, 3)]);
     }
 
-    /// Both ways of writing a row (running sum for many short runs, fills for a few long
-    /// ones), into zeroed and into dirty buffers.
+    /// Both ways of writing a run (fixed-size stores for short runs, fills for long ones and at
+    /// the end of the row), into zeroed and into dirty buffers.
     #[test]
     fn write_gives_every_voxel_its_run_label() {
         let mut rng = Rng(12);
-        let nx = 300;
-        let (mut dense_rows, mut sparse_rows) = (0, 0);
-        for rows in [1, 7] {
-            for values in [1, 3] {
-                for _ in 0..20 {
-                    let data: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, nx, values)).collect();
-                    let geom = Geometry { nz: 1, ny: rows, nx };
-                    let band = Band::scan(&data, geom, 0..rows, Connectivity::Four, usize::MAX).unwrap();
-                    // Labels that use every bit, so that the running sum must wrap to be right.
-                    let labels: Vec<u32> = (0..band.runs.len()).map(|_| rng.next_u64() as u32 | 1).collect();
-                    let mut expected = vec![0u32; data.len()];
-                    for i in 0..rows {
-                        let row = band.runs.row(i, 0);
-                        if let (Some(&first), Some(&last)) = (row.starts.first(), row.ends.last()) {
-                            if (last - first) as usize > DENSE_SPAN_PER_RUN * row.starts.len() {
-                                sparse_rows += 1;
-                            } else {
-                                dense_rows += 1;
+        let (mut short, mut long) = (0, 0);
+        for nx in [1, 5, 9, 64, 300] {
+            for rows in [1, 7] {
+                for values in [1, 3] {
+                    for _ in 0..20 {
+                        let data: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, nx, values)).collect();
+                        let geom = Geometry { nz: 1, ny: rows, nx };
+                        let band = Band::scan(&data, geom, 0..rows, Connectivity::Four, usize::MAX).unwrap();
+                        let labels: Vec<u32> = (0..band.runs.len()).map(|_| rng.next_u64() as u32 | 1).collect();
+                        let mut expected = vec![0u32; data.len()];
+                        for i in 0..rows {
+                            let row_runs = band.runs.row_ptr[i] as usize..band.runs.row_ptr[i + 1] as usize;
+                            for (k, &label) in row_runs.clone().zip(&labels[row_runs]) {
+                                let (start, end) = (band.runs.starts[k] as usize, band.runs.ends[k] as usize);
+                                if end - start <= SHORT_WRITE && end + SHORT_WRITE <= nx {
+                                    short += 1;
+                                } else {
+                                    long += 1;
+                                }
+                                expected[i * nx + start..i * nx + end].fill(label);
                             }
                         }
-                        let row_runs = band.runs.row_ptr[i] as usize..band.runs.row_ptr[i + 1] as usize;
-                        for (k, &label) in row_runs.clone().zip(&labels[row_runs]) {
-                            for x in band.runs.starts[k]..band.runs.ends[k] {
-                                expected[i * nx + x as usize] = label;
-                            }
-                        }
-                    }
-                    let mut zeroed = vec![0u32; data.len()];
-                    band.write(&labels, &mut zeroed, nx, true);
-                    assert_eq!(zeroed, expected);
-                    let mut dirty = vec![7u32; data.len()];
-                    band.write(&labels, &mut dirty, nx, false);
-                    assert_eq!(dirty, expected);
-                }
-            }
-        }
-        assert!(dense_rows > 10 && sparse_rows > 10, "{dense_rows} dense and {sparse_rows} sparse rows");
-    }
-
-    /// Both ways of joining two rows find exactly the touching pairs that a check of every pair
-    /// finds, on dense and sparse, binary and multi-label rows.
-    #[test]
-    fn merge_and_sweep_join_exactly_the_touching_runs() {
-        let mut rng = Rng(13);
-        let (mut merged, mut adjacent) = (0, 0);
-        for values in [1, 3] {
-            for _ in 0..300 {
-                let len = 1 + rng.below(140) as usize;
-                let rows = [random_row(&mut rng, len, values), random_row(&mut rng, len, values)];
-                let mut runs = Runs::<u8>::with_capacity(0, 0);
-                for row in &rows {
-                    scan_row(row, &mut runs);
-                    runs.row_ptr.push(runs.len() as u32);
-                }
-                let (prev, cur) = (runs.row(0, 0), runs.row(1, 0));
-                for diagonal in [false, true] {
-                    // Every pair, checked directly.
-                    let mut expected: Vec<u32> = (0..runs.len() as u32).collect();
-                    for i in 0..cur.starts.len() {
-                        for j in 0..prev.starts.len() {
-                            let w = u32::from(diagonal);
-                            let touch = prev.starts[j] < cur.ends[i] + w && cur.starts[i] < prev.ends[j] + w;
-                            if touch && cur.values[i] == prev.values[j] {
-                                let root = union_find::find(&mut expected, prev.first + j as u32);
-                                union_find::link(&mut expected, root, cur.first + i as u32);
-                            }
-                        }
-                    }
-                    union_find::number_roots(&mut expected);
-                    let mut joined = Vec::new();
-                    if runs.adjacent {
-                        adjacent += 1;
-                    } else {
-                        merged += 1;
-                        let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
-                        if diagonal {
-                            merge_rows::<u8, true>(&mut parent, cur, prev);
-                        } else {
-                            merge_rows::<u8, false>(&mut parent, cur, prev);
-                        }
-                        joined.push(parent);
-                    }
-                    let mut parent: Vec<u32> = (0..runs.len() as u32).collect();
-                    sweep_rows(&mut parent, cur, prev, diagonal);
-                    joined.push(parent);
-                    for mut parent in joined {
-                        union_find::number_roots(&mut parent);
-                        assert_eq!(parent, expected, "{rows:?} diagonal {diagonal}");
+                        let mut zeroed = vec![0u32; data.len()];
+                        band.write(&labels, &mut zeroed, nx, true);
+                        assert_eq!(zeroed, expected);
+                        let mut dirty = vec![7u32; data.len()];
+                        band.write(&labels, &mut dirty, nx, false);
+                        assert_eq!(dirty, expected);
                     }
                 }
             }
         }
-        assert!(merged > 100 && adjacent > 100, "{merged} merged, {adjacent} with adjacent runs");
+        assert!(short > 1000 && long > 1000, "{short} short and {long} long runs");
     }
 }
