@@ -154,6 +154,9 @@ pub(crate) struct RowJoiner<A> {
     /// values are where both rows are foreground, without comparing values.
     value: Option<A>,
     uniform: bool,
+    /// The slot of the row being scanned, and the row expected next.
+    slot: usize,
+    next_row: usize,
 }
 
 impl<A: MaskElement> RowJoiner<A> {
@@ -163,15 +166,29 @@ impl<A: MaskElement> RowJoiner<A> {
         let reach = earlier.iter().map(|nb| (-nb.dz * geom.ny as isize - nb.dy) as usize).max().unwrap_or(0);
         let ring = MaskRing::new(geom.nx, reach + 1);
         let same = vec![[0; MAX_EARLIER_ROWS]; ring.words];
-        RowJoiner { geom, start, earlier, covers: Covers::new(connectivity), ring, same, value: None, uniform: true }
+        RowJoiner {
+            geom,
+            start,
+            earlier,
+            covers: Covers::new(connectivity),
+            ring,
+            same,
+            value: None,
+            uniform: true,
+            slot: 0,
+            next_row: start,
+        }
     }
 
     /// Where the masks of global row `row` go, as [`scan_row`](super::runs) writes them.
+    /// Rows come in order, each followed by [`join`](Self::join).
     pub fn masks_mut(&mut self, row: usize) -> &mut [BlockMasks] {
-        let slot = (row - self.start) % self.ring.rows;
-        self.ring.has_ids[slot] = false;
+        debug_assert_eq!(row, self.next_row, "rows are scanned in order");
+        self.next_row = row + 1;
+        self.slot = if row == self.start || self.slot + 1 == self.ring.rows { 0 } else { self.slot + 1 };
+        self.ring.has_ids[self.slot] = false;
         let words = self.ring.words;
-        &mut self.ring.masks[slot * words..(slot + 1) * words]
+        &mut self.ring.masks[self.slot * words..(self.slot + 1) * words]
     }
 
     /// Joins the runs of global row `row`, just scanned (with its masks) into `runs`, with those of
@@ -185,12 +202,18 @@ impl<A: MaskElement> RowJoiner<A> {
         if self.covers.any {
             self.same.fill([0; MAX_EARLIER_ROWS]);
         }
-        let slot = (row - self.start) % self.ring.rows;
+        let slot = self.slot;
         let columns_per_run = if self.uniform { MASK_COLUMNS_PER_RUN } else { MASK_COLUMNS_PER_RUN_MULTI };
+        let (z, y) = ((row / self.geom.ny) as isize, (row % self.geom.ny) as isize);
         for (i, nb) in self.earlier.iter().enumerate() {
-            let Some(prev) = self.geom.neighbour_row(row, nb.dz, nb.dy).filter(|&prev| prev >= self.start) else {
+            let (prev_z, prev_y) = (z + nb.dz, y + nb.dy);
+            if prev_z < 0 || prev_y < 0 || prev_y >= self.geom.ny as isize {
                 continue;
-            };
+            }
+            let prev = prev_z as usize * self.geom.ny + prev_y as usize;
+            if prev < self.start {
+                continue;
+            }
             let prev_runs = runs.row(prev - self.start, 0);
             if !dense(cur, prev_runs, columns_per_run) {
                 join_by_sweep(parent, cur, prev_runs, nb.diagonal);
@@ -263,7 +286,7 @@ fn dense<A>(cur: RowRuns<'_, A>, prev: RowRuns<'_, A>, columns_per_run: usize) -
 /// run of the other starts. Each candidate pair costs a fixed amount of work and one branch,
 /// taken only when the two runs are not yet joined directly. Columns that `spared_by` (overlap,
 /// diagonal) spares, given the `same` masks of the rows compared before, are left out.
-#[inline(never)]
+#[inline(always)]
 fn join_by_masks<A: MaskElement, const DIAGONAL: bool>(
     parent: &mut [u32],
     rows: RowPair<'_, A>,
