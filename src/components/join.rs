@@ -38,7 +38,8 @@ struct MaskRing {
     words: usize,
     rows: usize,
     masks: Vec<BlockMasks>,
-    /// Per slot, `nx + SHORT_RUN` entries (the slack takes the fixed-size stores).
+    /// Per slot, `nx + SHORT_RUN` entries (the slack takes the fixed-size stores), or none
+    /// before the first row is recorded.
     ids: Vec<u32>,
     id_stride: usize,
     /// Whether a slot's `ids` are recorded for the row it holds.
@@ -53,7 +54,8 @@ impl MaskRing {
             words,
             rows,
             masks: vec![BlockMasks::default(); words * rows],
-            ids: vec![0; id_stride * rows],
+            // Allocated when a row is first joined by masks: sparse masks never are.
+            ids: Vec::new(),
             id_stride,
             has_ids: vec![false; rows],
         }
@@ -81,6 +83,9 @@ impl MaskRing {
     fn record_ids<A>(&mut self, slot: usize, runs: RowRuns<'_, A>) {
         if std::mem::replace(&mut self.has_ids[slot], true) {
             return;
+        }
+        if self.ids.is_empty() {
+            self.ids = vec![0; self.id_stride * self.rows];
         }
         let ids = &mut self.ids[slot * self.id_stride..(slot + 1) * self.id_stride];
         for ((&start, &end), id) in runs.starts.iter().zip(runs.ends).zip(runs.first..) {

@@ -10,9 +10,12 @@
 //! indices, exactly as `scipy.ndimage.label` and cc3d number them.
 //!
 //! The algorithm is run-based: one scan extracts the runs of equal non-background values along
-//! the last axis, runs of neighbouring rows are joined in a union-find forest that always keeps
-//! the earliest run as root, and a forward pass over the runs numbers the roots. Its cost grows
-//! with the number of runs, not of voxels, so sparse masks cost little more than reading them.
+//! the last axis, with bit masks of each row's foreground and run boundaries; runs of
+//! neighbouring rows are joined in a union-find forest that always keeps the earliest run as
+//! root (sparse rows run by run, dense rows from their bit masks, skipping the comparisons that a
+//! match in the row below or before already implies); and a forward pass over the runs numbers
+//! the roots. Its cost grows with the number of runs, not of voxels, so sparse masks cost little
+//! more than reading them.
 //!
 //! # Example
 //! ```

@@ -131,8 +131,10 @@ impl<A: MaskElement> Band<A> {
                 return None;
             }
             runs.row_ptr.push(runs.len() as u32);
-            parent.extend(first as u32..runs.len() as u32);
-            joiner.join(&mut parent, data, &runs, row);
+            if runs.len() > first {
+                parent.extend(first as u32..runs.len() as u32);
+                joiner.join(&mut parent, data, &runs, row);
+            }
         }
         Some(Band { rows, runs, parent })
     }
