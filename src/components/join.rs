@@ -287,10 +287,12 @@ fn dense<A>(cur: RowRuns<'_, A>, prev: RowRuns<'_, A>, columns_per_run: usize) -
 /// where the two rows hold the same value.
 ///
 /// Shared columns of equal value form stretches; each stretch splits where a run starts, and
-/// each piece lies in one pair of runs, which is joined (the runs are looked up by column). Runs that touch only diagonally (`DIAGONAL`) do so where a run of one row ends and a
-/// run of the other starts. Each candidate pair costs a fixed amount of work and one branch,
-/// taken only when the two runs are not yet joined directly. Columns that `spared_by` (overlap,
-/// diagonal) spares, given the `same` masks of the rows compared before, are left out.
+/// each piece lies in one pair of runs, which is joined (the runs are looked up by column). Two
+/// runs that share no column but touch once widened by one (`DIAGONAL`) are next to each other:
+/// one ends at the column where the other starts, which the end and start masks give. Each
+/// candidate pair costs a fixed amount of work and one branch, taken only when the two runs are
+/// not yet joined directly. Columns that `spared_by` (overlap, diagonal) spares, given the `same`
+/// masks of the rows compared before, are left out.
 #[inline(always)]
 fn join_by_masks<A: MaskElement, const DIAGONAL: bool>(
     parent: &mut [u32],
