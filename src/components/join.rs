@@ -209,16 +209,12 @@ impl<A: MaskElement> RowJoiner<A> {
         }
         let slot = self.slot;
         let columns_per_run = if self.uniform { MASK_COLUMNS_PER_RUN } else { MASK_COLUMNS_PER_RUN_MULTI };
-        let (z, y) = ((row / self.geom.ny) as isize, (row % self.geom.ny) as isize);
+        // One division for the row, not one per earlier row.
+        let position = self.geom.position(row);
         for (i, nb) in self.earlier.iter().enumerate() {
-            let (prev_z, prev_y) = (z + nb.dz, y + nb.dy);
-            if prev_z < 0 || prev_y < 0 || prev_y >= self.geom.ny as isize {
+            let Some(prev) = self.geom.offset_row(position, nb.dz, nb.dy).filter(|&prev| prev >= self.start) else {
                 continue;
-            }
-            let prev = prev_z as usize * self.geom.ny + prev_y as usize;
-            if prev < self.start {
-                continue;
-            }
+            };
             let prev_runs = runs.row(prev - self.start, 0);
             if !dense(cur, prev_runs, columns_per_run) {
                 join_by_sweep(parent, cur, prev_runs, nb.diagonal);

@@ -24,12 +24,23 @@ impl Geometry {
         self.nz * self.ny
     }
 
+    /// Where `row` lies: `(plane, row within the plane)`.
+    #[inline]
+    pub fn position(&self, row: usize) -> (usize, usize) {
+        (row / self.ny, row % self.ny)
+    }
+
+    /// The row `(dz, dy)` away from the row at `position`, if it lies inside the volume.
+    #[inline]
+    pub fn offset_row(&self, (z, y): (usize, usize), dz: isize, dy: isize) -> Option<usize> {
+        let (z, y) = (z as isize + dz, y as isize + dy);
+        (z >= 0 && y >= 0 && (y as usize) < self.ny).then(|| z as usize * self.ny + y as usize)
+    }
+
     /// The row `(dz, dy)` away from `row`, if it lies inside the volume.
     #[inline]
     pub fn neighbour_row(&self, row: usize, dz: isize, dy: isize) -> Option<usize> {
-        let z = (row / self.ny) as isize + dz;
-        let y = (row % self.ny) as isize + dy;
-        (z >= 0 && y >= 0 && (y as usize) < self.ny).then(|| z as usize * self.ny + y as usize)
+        self.offset_row(self.position(row), dz, dy)
     }
 }
 

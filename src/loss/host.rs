@@ -354,9 +354,9 @@ mod tests {
         let mut ids = vec![0i64; rows * voxels];
         let mut i = 0;
         while i < ids.len() {
-            i += (rng.next_u64() % 40) as usize;
-            let id = 1 + (rng.next_u64() % max_id) as i64;
-            for _ in 0..rng.next_u64() % 5 {
+            i += rng.below(40) as usize;
+            let id = 1 + rng.below(max_id) as i64;
+            for _ in 0..rng.below(5) {
                 if i < ids.len() {
                     ids[i] = id;
                     i += 1;
