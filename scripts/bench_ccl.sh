@@ -9,6 +9,12 @@
 # volume in turn, ROUNDS times (default 1; each time the best round of each side is kept: the
 # machine's speed drifts from minute to minute), and prints the markdown table of
 # scripts/ccl_compare.py (also saved to target/ccl_table.md).
+#
+# blob-loss runs twice per volume: with the system allocator (examples/ccl_bench.rs) and with
+# mimalloc as the global allocator (examples/ccl_bench_mimalloc.rs). glibc maps every block over
+# 32 MiB anew and unmaps it when freed, so a fresh 64 MiB output faults in 16,000 pages of 4 KiB on
+# every call; numpy, which allocates cc3d's output, advises huge pages for its arrays (about 30
+# faults), and mimalloc keeps freed memory for the next call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-7}
@@ -23,14 +29,16 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q numpy scipy scikit-image connected-components-3d fastremap
 fi
 [ -f "$DATA_DIR/manifest.json" ] || "$VENV/bin/python" "$BENCH/ccl_data.py" "$DATA_DIR"
-cargo build --release --example ccl_bench
+cargo build --release --example ccl_bench --example ccl_bench_mimalloc
+BIN="$OUT/release/examples/ccl_bench"
 # Peers and blob-loss alternate volume by volume, so that both see the same machine state.
 VOLUMES=$("$VENV/bin/python" -c 'import json,sys; print(" ".join(v["name"] for v in json.load(open(sys.argv[1]))["volumes"]))' "$DATA_DIR/manifest.json")
-rm -f "$OUT"/ccl_peers_*.json "$OUT"/ccl_ours_*.json
+rm -f "$OUT"/ccl_peers_*.json "$OUT"/ccl_ours_*.json "$OUT"/ccl_mimalloc_*.json
 for round in $(seq 1 "$ROUNDS"); do
   for v in $VOLUMES; do
     "$VENV/bin/python" "$BENCH/ccl_bench.py" "$DATA_DIR" --runs "$RUNS" --no-skimage --only "$v" --json "$OUT/ccl_peers_${v}_$round.json" > "$OUT/ccl_peers_$v.log"
-    cargo run -q --release --example ccl_bench -- "$DATA_DIR" --runs "$RUNS" --threads 1,2 --only "$v" --json "$OUT/ccl_ours_${v}_$round.json"
+    "$BIN" "$DATA_DIR" --runs "$RUNS" --threads 1,2 --only "$v" --json "$OUT/ccl_ours_${v}_$round.json"
+    "${BIN}_mimalloc" "$DATA_DIR" --runs "$RUNS" --threads 1,2 --only "$v" --json "$OUT/ccl_mimalloc_${v}_$round.json"
   done
 done
-"$VENV/bin/python" scripts/ccl_compare.py "$DATA_DIR" "$OUT/ccl_peers_*.json" "$OUT/ccl_ours_*.json" | tee "$OUT/ccl_table.md"
+"$VENV/bin/python" scripts/ccl_compare.py "$DATA_DIR" "$OUT/ccl_peers_*.json" "$OUT/ccl_ours_*.json" "$OUT/ccl_mimalloc_*.json" | tee "$OUT/ccl_table.md"

@@ -15,6 +15,23 @@ pub fn min_time<T>(runs: usize, mut f: impl FnMut() -> T) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// The minor page faults this process has taken so far (field 10 of `/proc/self/stat`), or 0
+/// where that file is missing (not Linux).
+pub fn minor_faults() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0 };
+    // The command name (field 2) may hold spaces: count the fields after its closing parenthesis.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    rest.split_whitespace().nth(7).and_then(|f| f.parse().ok()).unwrap_or(0)
+}
+
+/// The minor page faults one call of `f` takes, after one warm-up call.
+pub fn faults_per_call<T>(mut f: impl FnMut() -> T) -> u64 {
+    std::hint::black_box(f());
+    let before = minor_faults();
+    std::hint::black_box(f());
+    minor_faults() - before
+}
+
 /// The value after `--name` on the command line, or `default`.
 pub fn arg(name: &str, default: &str) -> String {
     let args: Vec<String> = std::env::args().collect();

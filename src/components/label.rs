@@ -53,6 +53,12 @@ pub struct Labeling<D: Dimension> {
 /// Large masks are split into slabs labelled in parallel on rayon's thread pool; run it inside
 /// `ThreadPool::install` to choose the number of threads.
 ///
+/// The output is allocated on every call. With glibc's `malloc`, a block over 32 MiB (the labels
+/// of a 256³ volume take 64 MiB) is mapped anew by each allocation and faults in 4 KiB at a time
+/// where it is written, which on a sparse mask costs about as much as the labelling. A caching
+/// global allocator such as mimalloc keeps freed memory for the next call, and [`label_into`]
+/// writes into a buffer that the caller reuses.
+///
 /// # Errors
 /// [`Error::UnsupportedRank`] unless the mask is 2D or 3D, [`Error::ConnectivityRank`] when the
 /// connectivity is for the other dimensionality, [`Error::TooManyComponents`] when the labels
