@@ -285,7 +285,8 @@ fn dense<A>(cur: RowRuns<'_, A>, prev: RowRuns<'_, A>, columns_per_run: usize) -
 /// Shared columns of equal value form stretches; each stretch splits where a run starts, and
 /// each piece lies in one pair of runs, which is joined (the runs are looked up by column). Two
 /// runs that share no column but touch once widened by one (`DIAGONAL`) are next to each other:
-/// one ends at the column where the other starts, which the end and start masks give. Each
+/// one ends at the column where the other starts, which the end and start masks give (unless
+/// the rows hold the same value beside that column: then the two runs' values differ). Each
 /// candidate pair costs a fixed amount of work and one branch, taken only when the two runs are
 /// not yet joined directly. Columns that `spared_by` (overlap, diagonal) spares, given the `same`
 /// masks of the rows compared before, are left out.
@@ -302,9 +303,12 @@ fn join_by_masks<A: MaskElement, const DIAGONAL: bool>(
     // No run of either row starts before block `lo` or ends after block `hi`.
     let lo = cr.starts[0].min(pr.starts[0]) as usize / BLOCK;
     let hi = (cr.ends[cr.ends.len() - 1].max(pr.ends[pr.ends.len() - 1]) as usize).div_ceil(BLOCK);
-    let (mut carry, mut ending_carry) = (0, 0);
+    let (mut carry, mut ending_carry, mut equal_carry) = (0, 0, 0);
     for (w, (c, p)) in cur.masks.iter().zip(prev.masks).enumerate().take(hi).skip(lo) {
-        let equal = if uniform { p.foreground } else { equal_mask(cur.data, prev.data, w) } & c.foreground;
+        // Columns where the rows hold the same value, background included (all of them in rows
+        // of one value, where only foreground columns are ever used).
+        let raw_equal = if uniform { u64::MAX } else { equal_mask(cur.data, prev.data, w) };
+        let equal = if uniform { p.foreground } else { raw_equal } & c.foreground;
         same[w][row] = equal;
         // Pieces: the first column of each stretch of wanted columns, and every run start of
         // `cur` in it. Inside a stretch both rows hold the same values, so a run of one row
@@ -319,8 +323,14 @@ fn join_by_masks<A: MaskElement, const DIAGONAL: bool>(
         }
         if DIAGONAL {
             let skip = spared(&same[w], spared_diagonal);
+            // At a contact (x), each row changes value between columns x - 1 and x, so its two
+            // runs can hold one value only where the rows differ at both columns: contacts where
+            // the rows are equal at x or x - 1 are futile. In multi-label masks most contacts are
+            // such: the boundary between the same two regions, in both rows.
+            let futile = if uniform { 0 } else { raw_equal | (raw_equal << 1 | equal_carry) };
+            equal_carry = raw_equal >> 63;
             // A run of `cur` ends at column x where one of `prev` starts: (x - 1, x) touch.
-            let mut contacts = c.ends & p.starts & !(skip << 1 | ending_carry);
+            let mut contacts = c.ends & p.starts & !(skip << 1 | ending_carry | futile);
             ending_carry = skip >> 63;
             while contacts != 0 {
                 let x = w * BLOCK + contacts.trailing_zeros() as usize;
@@ -331,7 +341,7 @@ fn join_by_masks<A: MaskElement, const DIAGONAL: bool>(
                 }
             }
             // A run of `cur` starts at column x where one of `prev` ends: (x, x - 1) touch.
-            let mut contacts = c.starts & p.ends & !skip;
+            let mut contacts = c.starts & p.ends & !(skip | futile);
             while contacts != 0 {
                 let x = w * BLOCK + contacts.trailing_zeros() as usize;
                 contacts &= contacts - 1;
