@@ -335,7 +335,7 @@ fn join_by_masks<A: MaskElement, const DIAGONAL: bool>(
             while contacts != 0 {
                 let x = w * BLOCK + contacts.trailing_zeros() as usize;
                 contacts &= contacts - 1;
-                // Mostly false in multi-label masks, where runs end where others start.
+                // The rows differ at both columns here, but the two runs may still differ.
                 if cur.data[x - 1] == prev.data[x] {
                     join_runs(parent, cur.ids[x - 1], prev.ids[x]);
                 }
