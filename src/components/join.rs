@@ -305,10 +305,21 @@ fn join_by_masks<A: MaskElement, const DIAGONAL: bool>(
     let hi = (cr.ends[cr.ends.len() - 1].max(pr.ends[pr.ends.len() - 1]) as usize).div_ceil(BLOCK);
     let (mut carry, mut ending_carry, mut equal_carry) = (0, 0, 0);
     for (w, (c, p)) in cur.masks.iter().zip(prev.masks).enumerate().take(hi).skip(lo) {
-        // Columns where the rows hold the same value, background included (all of them in rows
-        // of one value, where only foreground columns are ever used).
-        let raw_equal = if uniform { u64::MAX } else { equal_mask(cur.data, prev.data, w) };
-        let equal = if uniform { p.foreground } else { raw_equal } & c.foreground;
+        // Columns of equal values (in rows of one value: where both are foreground), and the
+        // diagonal contacts that cannot join two runs. At a contact (x), each row changes value
+        // between columns x - 1 and x, so its two runs can hold one value only where the rows
+        // differ at both columns: contacts where the rows are equal at x or x - 1 are futile. In
+        // multi-label masks most contacts are such: the boundary between the same two regions, in
+        // both rows. In rows of one value, none is.
+        let (equal, futile) = if uniform {
+            (p.foreground, 0)
+        } else {
+            let equal = equal_mask(cur.data, prev.data, w);
+            let futile = equal | equal << 1 | equal_carry;
+            equal_carry = equal >> 63;
+            (equal, futile)
+        };
+        let equal = equal & c.foreground;
         same[w][row] = equal;
         // Pieces: the first column of each stretch of wanted columns, and every run start of
         // `cur` in it. Inside a stretch both rows hold the same values, so a run of one row
@@ -323,12 +334,6 @@ fn join_by_masks<A: MaskElement, const DIAGONAL: bool>(
         }
         if DIAGONAL {
             let skip = spared(&same[w], spared_diagonal);
-            // At a contact (x), each row changes value between columns x - 1 and x, so its two
-            // runs can hold one value only where the rows differ at both columns: contacts where
-            // the rows are equal at x or x - 1 are futile. In multi-label masks most contacts are
-            // such: the boundary between the same two regions, in both rows.
-            let futile = if uniform { 0 } else { raw_equal | (raw_equal << 1 | equal_carry) };
-            equal_carry = raw_equal >> 63;
             // A run of `cur` ends at column x where one of `prev` starts: (x - 1, x) touch.
             let mut contacts = c.ends & p.starts & !(skip << 1 | ending_carry | futile);
             ending_carry = skip >> 63;
