@@ -3,6 +3,7 @@
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension};
 use rayon::prelude::*;
 
+use super::buffer::zeroed_labels;
 use super::connectivity::Connectivity;
 use super::element::MaskElement;
 use super::join::join_by_sweep;
@@ -81,7 +82,7 @@ pub fn label<A: MaskElement, D: Dimension>(
 ) -> Result<Labeling<D>, Error> {
     connectivity.check_rank(mask.ndim())?;
     // A zeroed allocation maps untouched pages lazily, so the background costs no writes.
-    let mut labels = Array::<u32, D>::zeros(mask.raw_dim());
+    let mut labels = Array::from_shape_vec(mask.raw_dim(), zeroed_labels(mask.len())).expect("one label per voxel");
     let out = labels.as_slice_mut().expect("a new array is in standard layout");
     let count = label_standard(mask, connectivity, out, true, MAX_RUNS)?;
     Ok(Labeling { labels, count })

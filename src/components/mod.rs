@@ -30,6 +30,7 @@
 //! ```
 
 mod batch;
+mod buffer;
 mod connectivity;
 mod element;
 mod join;
