@@ -1,6 +1,7 @@
-//! The label buffers that [`label`](super::label) and the batched helpers allocate.
+//! The buffers that labelling allocates: the labels that [`label`](super::label) and the batched
+//! helpers return, and the scratch run lists.
 //!
-//! A zeroed allocation of many MiB is mapped lazily: each page is cleared and mapped by the kernel
+//! A fresh allocation of many MiB is mapped lazily: each page is cleared and mapped by the kernel
 //! when it is first written. With 4 KiB pages that is one fault per 1,024 labels, about as costly
 //! as the labelling itself on a sparse 256³ mask (glibc maps every block over 32 MiB anew on each
 //! allocation). Large buffers are therefore advised to use transparent huge pages, as numpy does
@@ -23,6 +24,13 @@ pub(crate) fn zeroed_labels(len: usize) -> Vec<u32> {
     labels
 }
 
+/// An empty vector with room for `capacity` elements, backed by huge pages as [`zeroed_labels`].
+pub(crate) fn with_capacity<T>(capacity: usize) -> Vec<T> {
+    let mut buffer = Vec::with_capacity(capacity);
+    advise_huge_pages(buffer.spare_capacity_mut());
+    buffer
+}
+
 /// The offsets, from the start of a buffer at address `addr` of `bytes` bytes, of its whole
 /// [`HUGE_PAGE_BYTES`]-aligned pages, if it is large enough to be advised and has any.
 fn huge_page_offsets(addr: usize, bytes: usize) -> Option<Range<usize>> {
@@ -34,21 +42,21 @@ fn huge_page_offsets(addr: usize, bytes: usize) -> Option<Range<usize>> {
     (start < end).then_some(start..end)
 }
 
-/// Asks the kernel to back the whole huge pages inside `labels` with transparent huge pages.
-/// Advice only: contents are unchanged, and a kernel without transparent huge pages, or one that
-/// refuses, leaves the buffer as it was.
+/// Asks the kernel to back the whole huge pages inside `memory` with transparent huge pages.
+/// Advice only: contents (initialised or not) are unchanged, and a kernel without transparent
+/// huge pages, or one that refuses, leaves the buffer as it was.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-fn advise_huge_pages(labels: &mut [u32]) {
-    let base = labels.as_mut_ptr().cast::<u8>();
-    let Some(offsets) = huge_page_offsets(base as usize, size_of_val(labels)) else { return };
+fn advise_huge_pages<T>(memory: &mut [T]) {
+    let base = memory.as_mut_ptr().cast::<u8>();
+    let Some(offsets) = huge_page_offsets(base as usize, size_of_val(memory)) else { return };
     let start = base.wrapping_add(offsets.start).cast::<libc::c_void>();
     // SAFETY: `madvise` with `MADV_HUGEPAGE` reads and writes no memory of the process and does not
     // change what it holds: it marks the range so that later page faults in it may be served by
     // huge pages (pages already present keep their contents when collapsed). The range
-    // `start..start + offsets.len()` lies inside `labels` (offsets within `0..len` bytes, by
+    // `start..start + offsets.len()` lies inside `memory` (offsets within its size in bytes, by
     // `huge_page_offsets`), which is borrowed mutably for the call, so no other code observes
-    // the memory meanwhile. The start is aligned to 2 MiB, hence page-aligned as `madvise`
+    // it meanwhile. The start is aligned to 2 MiB, hence page-aligned as `madvise`
     // requires. Its result is advice: an error (EINVAL without THP support) changes nothing and
     // is ignored.
     let _ = unsafe { libc::madvise(start, offsets.len(), libc::MADV_HUGEPAGE) };
@@ -56,7 +64,7 @@ fn advise_huge_pages(labels: &mut [u32]) {
 
 /// No transparent huge pages to ask for outside Linux.
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_labels: &mut [u32]) {}
+fn advise_huge_pages<T>(_memory: &mut [T]) {}
 
 #[cfg(test)]
 mod tests {
@@ -104,8 +112,36 @@ mod tests {
         }
     }
 
-    /// The advice reaches the buffer's own mapping: the kernel lists the huge-page flag (`hg`)
-    /// for the memory of a large buffer.
+    /// Scratch vectors are advised before anything is written: they fill as any vector.
+    #[test]
+    fn scratch_vectors_fill_after_the_advice() {
+        for capacity in [0, 3, HUGE_PAGE_MIN_BYTES / 4 + 1] {
+            let mut runs: Vec<u32> = with_capacity(capacity);
+            assert!(runs.is_empty() && runs.capacity() >= capacity);
+            let n = capacity.min(5000);
+            runs.extend(0..n as u32);
+            assert!(runs.iter().enumerate().all(|(i, &r)| r == i as u32));
+        }
+    }
+
+    /// Whether the kernel lists the huge-page flag (`hg`) for the mapping that holds `addr`.
+    #[cfg(target_os = "linux")]
+    fn advised(addr: usize) -> bool {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        let flags = smaps.lines().find_map(|line| {
+            let range = line.split_whitespace().next().and_then(|r| r.split_once('-'));
+            if let Some((Ok(lo), Ok(hi))) =
+                range.map(|(lo, hi)| (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)))
+            {
+                inside = (lo..hi).contains(&addr);
+            }
+            line.strip_prefix("VmFlags:").filter(|_| inside)
+        });
+        flags.expect("the buffer's mapping is listed").split_whitespace().any(|f| f == "hg")
+    }
+
+    /// The advice reaches the buffers' own mappings, for labels and scratch alike.
     #[cfg(target_os = "linux")]
     #[test]
     #[cfg_attr(miri, ignore = "reads /proc")]
@@ -115,22 +151,12 @@ mod tests {
             eprintln!("no transparent huge pages here: {thp:?}");
             return;
         }
-        let labels = zeroed_labels(3 * HUGE_PAGE_MIN_BYTES / 4);
-        let addr = labels.as_ptr() as usize;
-        let offsets = huge_page_offsets(addr, size_of_val(&labels[..])).unwrap();
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        // The mapping that holds the first advised byte, and its flags.
-        let mut inside = false;
-        let flags = smaps.lines().find_map(|line| {
-            let range = line.split_whitespace().next().and_then(|r| r.split_once('-'));
-            if let Some((Ok(lo), Ok(hi))) =
-                range.map(|(lo, hi)| (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)))
-            {
-                inside = (lo..hi).contains(&(addr + offsets.start));
-            }
-            line.strip_prefix("VmFlags:").filter(|_| inside)
-        });
-        let flags = flags.expect("the buffer's mapping is listed");
-        assert!(flags.split_whitespace().any(|f| f == "hg"), "flags {flags}");
+        let len = 3 * HUGE_PAGE_MIN_BYTES / 4;
+        let labels = zeroed_labels(len);
+        let scratch: Vec<u32> = with_capacity(len);
+        for addr in [labels.as_ptr() as usize, scratch.as_ptr() as usize] {
+            let offsets = huge_page_offsets(addr, 4 * len).unwrap();
+            assert!(advised(addr + offsets.start) && advised(addr + offsets.end - 1));
+        }
     }
 }

@@ -3,7 +3,7 @@
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension};
 use rayon::prelude::*;
 
-use super::buffer::zeroed_labels;
+use super::buffer::{self, zeroed_labels};
 use super::connectivity::Connectivity;
 use super::element::MaskElement;
 use super::join::join_by_sweep;
@@ -54,11 +54,11 @@ pub struct Labeling<D: Dimension> {
 /// Large masks are split into slabs labelled in parallel on rayon's thread pool; run it inside
 /// `ThreadPool::install` to choose the number of threads.
 ///
-/// The output is allocated on every call. With glibc's `malloc`, a block over 32 MiB (the labels
-/// of a 256³ volume take 64 MiB) is mapped anew by each allocation and faults in 4 KiB at a time
-/// where it is written, which on a sparse mask costs about as much as the labelling. A caching
-/// global allocator such as mimalloc keeps freed memory for the next call, and [`label_into`]
-/// writes into a buffer that the caller reuses.
+/// The output is allocated on every call. A fresh allocation is cleared and mapped by the kernel
+/// page by page as it is written; with 4 KiB pages that costs about as much as labelling a sparse
+/// 256³ mask (64 MiB of labels, which glibc maps anew on every call). So on Linux an output of
+/// 4 MiB or more is advised to use transparent huge pages, as numpy does for its arrays: 2 MiB per
+/// fault. [`label_into`] writes into a buffer that the caller reuses, and faults not at all.
 ///
 /// # Errors
 /// [`Error::UnsupportedRank`] unless the mask is 2D or 3D, [`Error::ConnectivityRank`] when the
@@ -194,7 +194,7 @@ fn label_slice<A: MaskElement>(
     let mut parent = if bands.len() == 1 {
         std::mem::take(&mut bands[0].parent)
     } else {
-        let mut parent = Vec::with_capacity(total);
+        let mut parent = buffer::with_capacity(total);
         for (band, &offset) in bands.iter().zip(&offsets) {
             parent.extend(band.parent.iter().map(|&p| p + offset));
         }

@@ -7,6 +7,7 @@
 
 use std::ops::Range;
 
+use super::buffer;
 use super::connectivity::Connectivity;
 use super::element::MaskElement;
 use super::join::RowJoiner;
@@ -79,13 +80,13 @@ pub(crate) struct BlockMasks {
 impl<A> Runs<A> {
     /// No runs yet, with room for `rows` rows and `runs` runs.
     fn with_capacity(rows: usize, runs: usize) -> Self {
-        let mut row_ptr = Vec::with_capacity(rows + 1);
+        let mut row_ptr = buffer::with_capacity(rows + 1);
         row_ptr.push(0);
         Runs {
             row_ptr,
-            starts: Vec::with_capacity(runs),
-            ends: Vec::with_capacity(runs),
-            values: Vec::with_capacity(runs),
+            starts: buffer::with_capacity(runs),
+            ends: buffer::with_capacity(runs),
+            values: buffer::with_capacity(runs),
         }
     }
 
@@ -133,7 +134,7 @@ impl<A: MaskElement> Band<A> {
         // sometimes cleared by the allocator, on every call).
         let capacity = estimate_runs(data, geom.nx, rows.clone()).min(max_runs);
         let mut runs = Runs::with_capacity(rows.len(), capacity);
-        let mut parent = Vec::with_capacity(capacity);
+        let mut parent = buffer::with_capacity(capacity);
         let mut joiner = RowJoiner::new(geom, rows.start, connectivity);
         for row in rows.clone() {
             let first = runs.len();
