@@ -11,10 +11,9 @@
 # scripts/ccl_compare.py (also saved to target/ccl_table.md).
 #
 # blob-loss runs twice per volume: with the system allocator (examples/ccl_bench.rs) and with
-# mimalloc as the global allocator (examples/ccl_bench_mimalloc.rs). glibc maps every block over
-# 32 MiB anew and unmaps it when freed, so a fresh 64 MiB output faults in 16,000 pages of 4 KiB on
-# every call; numpy, which allocates cc3d's output, advises huge pages for its arrays (about 30
-# faults), and mimalloc keeps freed memory for the next call.
+# mimalloc as the global allocator (examples/ccl_bench_mimalloc.rs). Both back large outputs with
+# transparent huge pages, as numpy does for cc3d's output; mimalloc also keeps freed memory for
+# the next call (and so clears the output that `label` returns).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-7}
