@@ -13,9 +13,9 @@
 //! cc3d and scipy and writes the table.
 //!
 //! This binary uses the system allocator. With glibc, a block over 32 MiB is mapped anew by every
-//! allocation and returned to the kernel when freed, so `label`'s fresh output faults in 4 KiB at a
-//! time on every call; `ccl_bench_mimalloc` is the same benchmark with mimalloc, which keeps freed
-//! memory for the next allocation, as a long-running data pipeline would.
+//! allocation and returned to the kernel when freed, so `label`'s fresh output faults in on every
+//! call (in 2 MiB huge pages, which the crate asks for); `ccl_bench_mimalloc` is the same
+//! benchmark with mimalloc, which keeps freed memory for the next allocation.
 
 #[path = "common/timing.rs"]
 mod timing;

@@ -4,9 +4,9 @@
 //! cargo run --release --example ccl_bench_mimalloc -- DATA_DIR [--runs N] [--threads 1,2] [--json OUT]
 //! ```
 //!
-//! With glibc's malloc, every `label` call maps its output anew and faults it in page by page;
-//! mimalloc keeps freed memory for the next allocation. Users choose the allocator of their own
-//! binary the same way, with these two lines.
+//! With glibc's malloc, every `label` call maps its output anew and faults it in; mimalloc keeps
+//! freed memory for the next allocation (and so clears the output that `label` returns). Users
+//! choose the allocator of their own binary the same way, with these two lines.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

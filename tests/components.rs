@@ -300,4 +300,10 @@ fn classes_become_one_vs_rest_instances() {
         instances_from_classes(negative.view(), 2, Connectivity::Four),
         Err(Error::ClassOutOfRange { value: -1, .. })
     ));
+    // So many classes that the instance maps would exceed the address space (the second: their
+    // size overflows `usize`): an error, not a panic inside ndarray or the allocator.
+    for num_classes in [usize::MAX / 2, usize::MAX / 2 + 1] {
+        let err = instances_from_classes(negative.mapv(i32::abs).view(), num_classes, Connectivity::Four).unwrap_err();
+        assert!(matches!(&err, Error::InvalidArgument(m) if m.contains("do not fit in memory")), "{err}");
+    }
 }

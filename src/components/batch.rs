@@ -3,7 +3,7 @@
 use ndarray::{Array, Array2, ArrayView, ArrayViewMut, Axis, Dimension};
 use rayon::prelude::*;
 
-use super::buffer::zeroed_labels;
+use super::buffer::zeroed_label_array;
 use super::connectivity::Connectivity;
 use super::element::MaskElement;
 use super::label::{MAX_RUNS, label_standard};
@@ -57,7 +57,7 @@ pub fn label_batch<A: MaskElement, D: Dimension>(
     masks: ArrayView<'_, A, D>,
     connectivity: Connectivity,
 ) -> Result<BatchLabeling<D>, Error> {
-    let mut labels = Array::from_shape_vec(masks.raw_dim(), zeroed_labels(masks.len())).expect("one label per voxel");
+    let mut labels = zeroed_label_array(masks.raw_dim())?;
     let counts = label_batch_impl(masks, connectivity, labels.view_mut(), true)?;
     Ok(BatchLabeling { labels, counts })
 }
@@ -138,7 +138,8 @@ fn label_batch_impl<A: MaskElement, D: Dimension>(
 /// # Errors
 /// [`Error::ClassOutOfRange`] for a negative value or one `>= num_classes`,
 /// [`Error::UnsupportedRank`] unless the map is 3D or 4D, [`Error::ConnectivityRank`] when the
-/// connectivity does not fit the spatial rank.
+/// connectivity does not fit the spatial rank, [`Error::InvalidArgument`] when `num_classes` is so
+/// large that the instance maps would not fit in memory.
 ///
 /// # Example
 /// ```
@@ -168,8 +169,7 @@ pub fn instances_from_classes<A: MaskElement, D: Dimension>(
     shape.extend_from_slice(&classes.shape()[1..]);
     let mut dim = D::Larger::zeros(shape.len());
     dim.slice_mut().copy_from_slice(&shape);
-    let voxels_out = dim.size();
-    let mut labels = Array::from_shape_vec(dim, zeroed_labels(voxels_out)).expect("one label per voxel");
+    let mut labels = zeroed_label_array(dim)?;
     let mut counts = Array2::zeros((batch, num_classes));
     if labels.is_empty() {
         return Ok(BatchLabeling { labels, counts });

@@ -9,6 +9,10 @@
 
 use std::ops::Range;
 
+use ndarray::{Array, Dimension};
+
+use crate::Error;
+
 /// Buffers of at least this many bytes are advised to use huge pages: numpy's threshold.
 const HUGE_PAGE_MIN_BYTES: usize = 4 << 20;
 
@@ -18,10 +22,22 @@ const HUGE_PAGE_BYTES: usize = 2 << 20;
 
 /// A buffer of `len` zero labels; large ones backed by transparent huge pages where Linux offers
 /// them (its `transparent_hugepage` mode is `always` or `madvise`).
-pub(crate) fn zeroed_labels(len: usize) -> Vec<u32> {
+fn zeroed_labels(len: usize) -> Vec<u32> {
     let mut labels = vec![0u32; len];
     advise_huge_pages(&mut labels);
     labels
+}
+
+/// A zeroed label array of shape `dim`, backed as [`zeroed_labels`].
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the shape holds more labels than memory can address.
+pub(crate) fn zeroed_label_array<D: Dimension>(dim: D) -> Result<Array<u32, D>, Error> {
+    let len = dim
+        .size_checked()
+        .filter(|&n| n <= isize::MAX as usize / size_of::<u32>())
+        .ok_or_else(|| Error::InvalidArgument(format!("labels of shape {:?} do not fit in memory", dim.slice())))?;
+    Ok(Array::from_shape_vec(dim, zeroed_labels(len)).expect("one label per voxel"))
 }
 
 /// An empty vector with room for `capacity` elements, backed by huge pages as [`zeroed_labels`].

@@ -3,7 +3,7 @@
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension};
 use rayon::prelude::*;
 
-use super::buffer::{self, zeroed_labels};
+use super::buffer::{self, zeroed_label_array};
 use super::connectivity::Connectivity;
 use super::element::MaskElement;
 use super::join::join_by_sweep;
@@ -82,7 +82,7 @@ pub fn label<A: MaskElement, D: Dimension>(
 ) -> Result<Labeling<D>, Error> {
     connectivity.check_rank(mask.ndim())?;
     // A zeroed allocation maps untouched pages lazily, so the background costs no writes.
-    let mut labels = Array::from_shape_vec(mask.raw_dim(), zeroed_labels(mask.len())).expect("one label per voxel");
+    let mut labels = zeroed_label_array(mask.raw_dim())?;
     let out = labels.as_slice_mut().expect("a new array is in standard layout");
     let count = label_standard(mask, connectivity, out, true, MAX_RUNS)?;
     Ok(Labeling { labels, count })
