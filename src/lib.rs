@@ -22,7 +22,8 @@
 //! assert_eq!(label(mask.view(), Connectivity::TwentySix).unwrap().count, 2);
 //! ```
 #![deny(missing_docs)]
-// One `unsafe` block in the crate, advice to the kernel: `components/buffer.rs`.
+// Two `unsafe` blocks in the crate: advice to the kernel (`components/buffer.rs`) and SSE2
+// comparisons of bytes (`components/bits.rs`).
 #![deny(unsafe_code)]
 
 pub mod components;

@@ -12,9 +12,10 @@
 //!   branches mispredict. It also skips the comparisons that an earlier match makes redundant
 //!   (see [`Covers`]).
 
+use super::bits::BLOCK;
 use super::connectivity::{Connectivity, RowNeighbour};
 use super::element::MaskElement;
-use super::runs::{BLOCK, BlockMasks, Geometry, RowRuns, Runs, pack_bits};
+use super::runs::{BlockMasks, Geometry, RowRuns, Runs};
 use super::union_find;
 
 /// Runs of at most this many columns are recorded with fixed-size stores: see
@@ -62,14 +63,17 @@ impl MaskRing {
     }
 
     /// The slot `back` rows before `slot`.
+    #[inline]
     fn back(&self, slot: usize, back: usize) -> usize {
         if slot >= back { slot - back } else { slot + self.rows - back }
     }
 
+    #[inline]
     fn masks(&self, slot: usize) -> &[BlockMasks] {
         &self.masks[slot * self.words..(slot + 1) * self.words]
     }
 
+    #[inline]
     fn ids(&self, slot: usize) -> &[u32] {
         &self.ids[slot * self.id_stride..(slot + 1) * self.id_stride]
     }
@@ -304,7 +308,11 @@ fn join_by_masks<A: MaskElement, const DIAGONAL: bool>(
     let lo = cr.starts[0].min(pr.starts[0]) as usize / BLOCK;
     let hi = (cr.ends[cr.ends.len() - 1].max(pr.ends[pr.ends.len() - 1]) as usize).div_ceil(BLOCK);
     let (mut carry, mut ending_carry, mut equal_carry) = (0, 0, 0);
-    for (w, (c, p)) in cur.masks.iter().zip(prev.masks).enumerate().take(hi).skip(lo) {
+    // A plain range of blocks: iterators that skip to `lo` compile to a call per row pair, or to
+    // more bounds checks.
+    #[allow(clippy::needless_range_loop)]
+    for w in lo..hi {
+        let (c, p, same) = (&cur.masks[w], &prev.masks[w], &mut same[w]);
         // Columns of equal values (in rows of one value: where both are foreground), and the
         // diagonal contacts that cannot join two runs. At a contact (x), each row changes value
         // between columns x - 1 and x, so its two runs can hold one value only where the rows
@@ -320,11 +328,11 @@ fn join_by_masks<A: MaskElement, const DIAGONAL: bool>(
             (equal, futile)
         };
         let equal = equal & c.foreground;
-        same[w][row] = equal;
+        same[row] = equal;
         // Pieces: the first column of each stretch of wanted columns, and every run start of
         // `cur` in it. Inside a stretch both rows hold the same values, so a run of one row
         // starts wherever a run of the other does.
-        let wanted = equal & !spared(&same[w], spared_overlap);
+        let wanted = equal & !spared(same, spared_overlap);
         let mut pieces = wanted & (!(wanted << 1 | carry) | c.starts);
         carry = wanted >> 63;
         while pieces != 0 {
@@ -333,7 +341,7 @@ fn join_by_masks<A: MaskElement, const DIAGONAL: bool>(
             join_runs(parent, cur.ids[x], prev.ids[x]);
         }
         if DIAGONAL {
-            let skip = spared(&same[w], spared_diagonal);
+            let skip = spared(same, spared_diagonal);
             // A run of `cur` ends at column x where one of `prev` starts: (x - 1, x) touch.
             let mut contacts = c.ends & p.starts & !(skip << 1 | ending_carry | futile);
             ending_carry = skip >> 63;
@@ -368,24 +376,20 @@ fn join_runs(parent: &mut [u32], a: u32, b: u32) {
 }
 
 /// The columns of block `w` where rows `a` and `b` hold equal values, as a bit mask.
-#[inline]
+#[inline(always)]
 fn equal_mask<A: MaskElement>(a: &[A], b: &[A], w: usize) -> u64 {
     let (a, b) = (&a[w * BLOCK..], &b[w * BLOCK..]);
-    let mut flags = [0u8; BLOCK];
     match (a.first_chunk::<BLOCK>(), b.first_chunk::<BLOCK>()) {
-        // Whole blocks: a fixed-length loop, which the compiler vectorises.
-        (Some(a), Some(b)) => {
-            for ((f, x), y) in flags.iter_mut().zip(a).zip(b) {
-                *f = u8::from(x == y);
-            }
-        }
+        (Some(a), Some(b)) => A::equal_bits(a, b),
+        // The last block of a row: padded with equal values, outside the row's columns.
         _ => {
-            for ((f, x), y) in flags.iter_mut().zip(a).zip(b) {
-                *f = u8::from(x == y);
-            }
+            let mut pa = [A::default(); BLOCK];
+            let mut pb = [A::default(); BLOCK];
+            pa[..a.len()].copy_from_slice(a);
+            pb[..b.len()].copy_from_slice(b);
+            A::equal_bits(&pa, &pb)
         }
     }
-    pack_bits(&flags)
 }
 
 /// Joins every run of `cur` with the runs of the earlier row `prev` that it touches, run by run:

@@ -30,6 +30,7 @@
 //! ```
 
 mod batch;
+mod bits;
 mod buffer;
 mod connectivity;
 mod element;

@@ -7,6 +7,7 @@
 
 use std::ops::Range;
 
+use super::bits::BLOCK;
 use super::buffer;
 use super::connectivity::Connectivity;
 use super::element::MaskElement;
@@ -62,9 +63,6 @@ pub(crate) struct RowRuns<'a, A> {
     pub ends: &'a [u32],
     pub values: &'a [A],
 }
-
-/// Columns per block: the bits of a `u64` mask.
-pub(crate) const BLOCK: usize = 64;
 
 /// The bit masks of one block of [`BLOCK`] columns of a row, column `64 b + k` in bit `k` of
 /// block `b`.
@@ -242,17 +240,11 @@ fn scan_block<A: MaskElement>(block: &[A; BLOCK], last: A, base: u32, runs: &mut
     if last == bg && block.iter().fold(true, |all, &v| all & (v == bg)) {
         return BlockMasks::default();
     }
-    let mut foreground = [0u8; BLOCK];
-    for (f, &v) in foreground.iter_mut().zip(block) {
-        *f = u8::from(v != bg);
-    }
-    let foreground = pack_bits(&foreground);
-    let mut changed = [0u8; BLOCK];
-    changed[0] = u8::from(block[0] != last);
-    for ((c, &v), &left) in changed[1..].iter_mut().zip(&block[1..]).zip(block) {
-        *c = u8::from(v != left);
-    }
-    let changed = pack_bits(&changed);
+    let foreground = !A::equal_bits(block, &[bg; BLOCK]);
+    // Each voxel beside its left neighbour.
+    let mut left = [last; BLOCK];
+    left[1..].copy_from_slice(&block[..BLOCK - 1]);
+    let changed = !A::equal_bits(block, &left);
     let left_foreground = (foreground << 1) | u64::from(last != bg);
     let starts = changed & foreground;
     let ends = changed & left_foreground;
@@ -269,18 +261,6 @@ fn scan_block<A: MaskElement>(block: &[A; BLOCK], last: A, base: u32, runs: &mut
         bits &= bits - 1;
     }
     BlockMasks { foreground, starts, ends }
-}
-
-/// Packs 64 flags, each 0 or 1, into the bits of a `u64` (flag `k` into bit `k`).
-#[inline]
-pub(crate) fn pack_bits(flags: &[u8; BLOCK]) -> u64 {
-    let (words, _) = flags.as_chunks::<8>();
-    words.iter().enumerate().fold(0, |bits, (w, word)| {
-        // Byte i (0 or 1) sits at bit 8i; the product gathers bit 8i into bit 56 + i, and no
-        // two partial products overlap, so nothing carries.
-        let gathered = u64::from_le_bytes(*word).wrapping_mul(0x0102_0408_1020_4080) >> 56;
-        bits | gathered << (8 * w)
-    })
 }
 
 #[cfg(test)]
