@@ -6,8 +6,9 @@
 # Needs python3 with venv and pip (network on first use). Writes the volumes of
 # ../shared/bench/ccl_data.py to $DATA_DIR (default ~/.cache/blob-loss-ccl-data), times
 # cc3d/scipy with ../shared/bench/ccl_bench.py and blob-loss with examples/ccl_bench.rs, volume by
-# volume in turn, ROUNDS times (default 1; each time the best round of each side is kept: the
-# machine's speed drifts from minute to minute), and prints the markdown table of
+# volume in turn (peers first in odd rounds, blob-loss first in even ones), ROUNDS times (default
+# 1; the best round of each side is kept per cell: the machine's speed drifts from minute to
+# minute), and prints the markdown table of
 # scripts/ccl_compare.py (also saved to target/ccl_table.md).
 #
 # blob-loss runs twice per volume: with the system allocator (examples/ccl_bench.rs) and with
@@ -33,11 +34,18 @@ BIN="$OUT/release/examples/ccl_bench"
 # Peers and blob-loss alternate volume by volume, so that both see the same machine state.
 VOLUMES=$("$VENV/bin/python" -c 'import json,sys; print(" ".join(v["name"] for v in json.load(open(sys.argv[1]))["volumes"]))' "$DATA_DIR/manifest.json")
 rm -f "$OUT"/ccl_peers_*.json "$OUT"/ccl_ours_*.json "$OUT"/ccl_mimalloc_*.json
+peers() {
+  "$VENV/bin/python" "$BENCH/ccl_bench.py" "$DATA_DIR" --runs "$RUNS" --no-skimage --only "$1" --json "$OUT/ccl_peers_${1}_$2.json" > "$OUT/ccl_peers_$1.log"
+}
+ours() {
+  "$BIN" "$DATA_DIR" --runs "$RUNS" --threads 1,2 --only "$1" --json "$OUT/ccl_ours_${1}_$2.json"
+  "${BIN}_mimalloc" "$DATA_DIR" --runs "$RUNS" --threads 1,2 --only "$1" --json "$OUT/ccl_mimalloc_${1}_$2.json"
+}
 for round in $(seq 1 "$ROUNDS"); do
   for v in $VOLUMES; do
-    "$VENV/bin/python" "$BENCH/ccl_bench.py" "$DATA_DIR" --runs "$RUNS" --no-skimage --only "$v" --json "$OUT/ccl_peers_${v}_$round.json" > "$OUT/ccl_peers_$v.log"
-    "$BIN" "$DATA_DIR" --runs "$RUNS" --threads 1,2 --only "$v" --json "$OUT/ccl_ours_${v}_$round.json"
-    "${BIN}_mimalloc" "$DATA_DIR" --runs "$RUNS" --threads 1,2 --only "$v" --json "$OUT/ccl_mimalloc_${v}_$round.json"
+    # The VM runs in slow and fast phases (up to 1.4x apart, lasting seconds to minutes): who goes
+    # first alternates between rounds, so that a phase change does not always hit the same side.
+    if [ $((round % 2)) -eq 1 ]; then peers "$v" "$round"; ours "$v" "$round"; else ours "$v" "$round"; peers "$v" "$round"; fi
   done
 done
 "$VENV/bin/python" scripts/ccl_compare.py "$DATA_DIR" "$OUT/ccl_peers_*.json" "$OUT/ccl_ours_*.json" "$OUT/ccl_mimalloc_*.json" | tee "$OUT/ccl_table.md"
