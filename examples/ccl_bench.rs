@@ -1,7 +1,7 @@
 //! Connected-component labelling benchmark over the volumes of `shared/bench/ccl_data.py`.
 //!
 //! ```text
-//! cargo run --release --example ccl_bench -- DATA_DIR [--runs N] [--threads 1,2] [--json OUT]
+//! cargo run --release --example ccl_bench -- DATA_DIR [--runs N] [--threads 1,2] [--json OUT] [--only a,b] [--conn 6,26]
 //! ```
 //!
 //! For every volume and connectivity it reports the minimum over `--runs` runs (after one warm-up)

@@ -11,11 +11,14 @@ struct Args {
     threads: Vec<usize>,
     json: Option<std::path::PathBuf>,
     only: Vec<String>,
+    /// Neighbour counts to time (all that fit each volume when empty).
+    conns: Vec<u32>,
 }
 
 fn parse_args() -> Args {
     let mut args = std::env::args().skip(1);
-    let mut parsed = Args { data_dir: "".into(), runs: 7, threads: vec![1, 2], json: None, only: vec![] };
+    let mut parsed =
+        Args { data_dir: "".into(), runs: 7, threads: vec![1, 2], json: None, only: vec![], conns: vec![] };
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
         match a.as_str() {
@@ -23,8 +26,11 @@ fn parse_args() -> Args {
             "--threads" => parsed.threads = value().split(',').map(|t| t.parse().expect("--threads 1,2")).collect(),
             "--json" => parsed.json = Some(value().into()),
             "--only" => parsed.only = value().split(',').map(str::to_owned).collect(),
+            "--conn" => parsed.conns = value().split(',').map(|c| c.parse().expect("--conn 6,26")).collect(),
             "--help" | "-h" => {
-                println!("usage: ccl_bench DATA_DIR [--runs N] [--threads 1,2] [--json OUT] [--only a,b]");
+                println!(
+                    "usage: ccl_bench DATA_DIR [--runs N] [--threads 1,2] [--json OUT] [--only a,b] [--conn 6,26]"
+                );
                 std::process::exit(0);
             }
             _ => parsed.data_dir = a.into(),
@@ -68,7 +74,7 @@ pub fn run(allocator: &str) {
         } else {
             &[Connectivity::Six, Connectivity::Eighteen, Connectivity::TwentySix]
         };
-        for &c in conns {
+        for &c in conns.iter().filter(|c| args.conns.is_empty() || args.conns.contains(&c.neighbours())) {
             let labeling = label(volume.view(), c).unwrap();
             let sum = checksum(labeling.labels.as_slice().unwrap());
             for &threads in &args.threads {

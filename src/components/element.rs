@@ -59,15 +59,17 @@ macro_rules! impl_integer {
 
 impl_integer!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
 
-impl sealed::Sealed for u16 {}
-impl sealed::Sealed for u32 {}
-impl sealed::Sealed for u64 {}
-impl sealed::Sealed for usize {}
-impl sealed::Sealed for i16 {}
-impl sealed::Sealed for i32 {}
-impl sealed::Sealed for i64 {}
-impl sealed::Sealed for isize {}
+/// Wider types compare element by element ([`bits::equal_bits`]).
+macro_rules! impl_sealed {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+    )*};
+}
 
+impl_sealed!(u16, u32, u64, usize, i16, i32, i64, isize);
+
+// One-byte types compare 16 voxels per instruction ([`bits::equal_bytes`]); `i8` and `bool` as
+// their bytes (the same value, the same byte).
 impl sealed::Sealed for u8 {
     #[inline(always)]
     fn equal_bits(a: &[u8; BLOCK], b: &[u8; BLOCK]) -> u64 {
@@ -88,6 +90,7 @@ impl sealed::Sealed for bool {
         bits::equal_bytes(&a.map(u8::from), &b.map(u8::from))
     }
 }
+
 impl MaskElement for bool {
     #[inline]
     fn class_index(self) -> Option<usize> {
