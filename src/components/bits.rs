@@ -50,7 +50,7 @@ pub(crate) fn equal_bytes(a: &[u8; BLOCK], b: &[u8; BLOCK]) -> u64 {
 
 /// Packs 64 flags, each 0 or 1, into the bits of a `u64` (flag `k` into bit `k`).
 #[inline]
-pub(crate) fn pack_bits(flags: &[u8; BLOCK]) -> u64 {
+fn pack_bits(flags: &[u8; BLOCK]) -> u64 {
     let (words, _) = flags.as_chunks::<8>();
     words.iter().enumerate().fold(0, |bits, (w, word)| {
         // Byte i (0 or 1) sits at bit 8i; the product gathers bit 8i into bit 56 + i, and no
