@@ -31,16 +31,20 @@ def main():
     split = sys.argv.index("--")
     torch_files, ours_files = sys.argv[1:split], sys.argv[split + 1:]
     torch_dice, torch_blob = best(torch_files, 0), best(torch_files, 1)
-    dice, blob, naive = best(ours_files, 0), best(ours_files, 1), best(ours_files, 3)
+    # Columns of examples/loss_bench.rs: burn Dice, Dice only, blob, blob / Dice only, blob / burn
+    # Dice, scatter, scatter / blob, naive, naive / blob.
+    dice, ours_dice, blob = best(ours_files, 0), best(ours_files, 1), best(ours_files, 2)
+    scatter, naive = best(ours_files, 5), best(ours_files, 7)
     print(f"best of {len(ours_files)} rounds per cell")
-    print("| shape | K | torch Dice ms | torch vectorised blob ms | burn Dice ms | blob loss ms "
-          "| torch blob / ours | ours / burn Dice | naive loop ms | naive / ours |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| shape | K | torch Dice ms | torch vectorised blob ms | burn Dice ms | Dice only ms | blob loss ms "
+          "| torch blob / ours | ours / Dice only | scatter ms | naive loop ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for key in blob:
         n = naive.get(key)
-        naive_cells = f"{n:.1f} | {n / blob[key]:.1f}" if n else "- | -"
-        print(f"| {key[0]} | {key[1]} | {torch_dice[key]:.1f} | {torch_blob[key]:.1f} | {dice[key]:.1f} "
-              f"| {blob[key]:.1f} | {torch_blob[key] / blob[key]:.2f} | {blob[key] / dice[key]:.2f} | {naive_cells} |")
+        naive_cell = f"{n:.1f}" if n else "-"
+        print(f"| {key[0]} | {key[1]} | {torch_dice[key]:.2f} | {torch_blob[key]:.2f} | {dice[key]:.2f} "
+              f"| {ours_dice[key]:.2f} | {blob[key]:.2f} | {torch_blob[key] / blob[key]:.2f} "
+              f"| {blob[key] / ours_dice[key]:.2f} | {scatter[key]:.2f} | {naive_cell} |")
 
 
 if __name__ == "__main__":

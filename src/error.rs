@@ -93,6 +93,28 @@ pub enum Error {
         limit: u128,
     },
 
+    /// More instances than the per-instance bins may hold, after renumbering each row's ids.
+    #[error(
+        "too many instances: {bins} bins (batch elements x channels x (1 + instances of the fullest row)) \
+         would take {bytes} bytes, above the limit of {limit} bins (BlobLossConfig::max_bins)"
+    )]
+    TooManyInstances {
+        /// The bins one call would need.
+        bins: u128,
+        /// The memory of their sums, in bytes.
+        bytes: u128,
+        /// The largest number of bins allowed.
+        limit: u128,
+    },
+
+    /// The loss is NaN or infinite: the network outputs hold NaN (or, as probabilities, values
+    /// outside `[0, 1]`). Found where it costs nothing, on the CPU backend.
+    #[error("the loss is {value}: the outputs hold NaN or, as probabilities, values outside [0, 1]")]
+    NonFiniteLoss {
+        /// The loss value.
+        value: f64,
+    },
+
     /// A configuration value that is out of its domain (negative or non-finite weight, ...).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),

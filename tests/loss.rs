@@ -4,9 +4,9 @@
 mod common;
 
 use blob_loss::Error;
-use blob_loss::loss::{Activation, BaseLossConfig, BlobLossConfig, Masking};
+use blob_loss::loss::{Activation, BaseLossConfig, BlobLossConfig, Engine, Masking};
 use burn::tensor::activation::{sigmoid, softmax};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 use common::Rng;
 
 /// The backend under test: flex, or wgpu when built with `--features wgpu` (the same suite).
@@ -222,10 +222,12 @@ fn configs() -> Vec<BlobLossConfig> {
     ]
 }
 
-/// Every configuration on both paths: the fused CPU one and the generic tensor one.
+/// Every configuration on both engines: the fused op and burn's generic tensor operations.
 fn configs_both_paths() -> Vec<BlobLossConfig> {
-    configs().into_iter().flat_map(|c| [c.clone().with_fused_cpu(true), c.with_fused_cpu(false)]).collect()
+    configs().into_iter().flat_map(|c| ENGINES.map(|engine| c.clone().with_engine(engine))).collect()
 }
+
+const ENGINES: [Engine; 2] = [Engine::Fused, Engine::Scatter];
 
 #[test]
 fn matches_naive_loop_in_2d() {
@@ -245,8 +247,8 @@ fn matches_naive_loop_in_3d_and_1d() {
 #[test]
 fn many_single_voxel_instances() {
     // Ids up to 3 * 300: most instances are one voxel.
-    for fused in [true, false] {
-        check_against_naive(&BlobLossConfig::new().with_fused_cpu(fused), [1, 1, 30, 30], 40, 300, 0.25);
+    for engine in ENGINES {
+        check_against_naive(&BlobLossConfig::new().with_engine(engine), [1, 1, 30, 30], 40, 300, 0.25);
     }
 }
 
@@ -297,11 +299,11 @@ fn gradient_matches_finite_differences() {
     let (logits, ids) = random_batch(&mut rng, &shape, 3, 0.5);
     for config in [
         BlobLossConfig::new(),
-        BlobLossConfig::new().with_fused_cpu(false),
+        BlobLossConfig::new().with_engine(Engine::Scatter),
         BlobLossConfig::new().with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_tversky_weight(1.0)),
         BlobLossConfig::new()
             .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_tversky_weight(1.0))
-            .with_fused_cpu(false),
+            .with_engine(Engine::Scatter),
         BlobLossConfig::new().with_activation(Activation::Softmax).with_masking(Masking::Exclude),
     ] {
         let loss = config.init();
@@ -332,8 +334,8 @@ fn batch_without_instances_gives_zero_blob_with_a_gradient() {
     let device = device();
     let x = Tensor::<4>::from_floats([[[[0.5, -1.0], [2.0, 0.0]]], [[[1.0, 1.0], [1.0, 1.0]]]], &device).require_grad();
     let y = Tensor::<4, Int>::zeros([2, 1, 2, 2], &device);
-    for fused in [true, false] {
-        let loss = BlobLossConfig::new().with_global_weight(0.0).with_fused_cpu(fused).init();
+    for engine in ENGINES {
+        let loss = BlobLossConfig::new().with_global_weight(0.0).with_engine(engine).init();
         let parts = loss.forward_parts(x.clone(), y.clone());
         assert_eq!(scalar(parts.blob.clone()), 0.0);
         let grad = to_vec(x.grad(&parts.total.backward()).expect("the graph reaches the logits").reshape([-1]));
@@ -341,14 +343,11 @@ fn batch_without_instances_gives_zero_blob_with_a_gradient() {
     }
 }
 
-/// The fused CPU path against the generic one on volumes longer than its parallel tasks, with
-/// more bins than a task has voxels, and ids given as `i64` as well as the default `i32`:
-/// the same values and the same gradient. (The fused path exists on flex only.)
-#[cfg(not(feature = "wgpu"))]
+/// The fused engine against the generic one on volumes longer than its parallel tasks (and its
+/// GPU tiles and chunks), with more bins than a task has voxels, and ids given as `i64` as well
+/// as the default `i32`: the same values and the same gradient.
 #[test]
 fn fused_and_generic_paths_agree_on_large_volumes() {
-    use burn::tensor::DType;
-
     let device = device();
     let shape = [2, 2, 37, 41, 29];
     let mut rng = Rng(99);
@@ -360,11 +359,16 @@ fn fused_and_generic_paths_agree_on_large_volumes() {
                 .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_squared_denominator(true)),
         ] {
             let mut results = Vec::new();
-            for (fused, dtype) in [(false, DType::I32), (true, DType::I32), (true, DType::I64)] {
+            for (engine, dtype) in
+                [(Engine::Scatter, DType::I32), (Engine::Fused, DType::I32), (Engine::Fused, DType::I64)]
+            {
+                if !device.supports_dtype(dtype) {
+                    continue;
+                }
                 let x = Tensor::<5>::from_data(TensorData::new(logits.clone(), shape.to_vec()), &device).require_grad();
                 let y = Tensor::<5, Int>::from_data(TensorData::new(ids.clone(), shape.to_vec()), (&device, dtype));
                 assert_eq!(y.dtype(), dtype);
-                let parts = config.clone().with_fused_cpu(fused).init().forward_parts(x.clone(), y);
+                let parts = config.clone().with_engine(engine).init().forward_parts(x.clone(), y);
                 let values = [scalar(parts.global), scalar(parts.blob), scalar(parts.total.clone())];
                 let grad = to_vec(x.grad(&parts.total.backward()).unwrap().reshape([-1]));
                 results.push((values, grad));
@@ -392,8 +396,8 @@ fn large_volumes_do_not_drift() {
     let mut ids = vec![0i32; 2 * n];
     ids[..n / 2].iter_mut().for_each(|i| *i = 1);
     let y = Tensor::<5, Int>::from_data(TensorData::new(ids, vec![2, 1, 128, 128, 128]), &device);
-    for fused in [true, false] {
-        let config = BlobLossConfig::new().with_activation(Activation::None).with_fused_cpu(fused);
+    for engine in ENGINES {
+        let config = BlobLossConfig::new().with_activation(Activation::None).with_engine(engine);
         let parts = config.init().forward_parts(p.clone(), y.clone());
         // Element 0: tp = n/2 * 0.25, sum p = n * 0.25, sum t = n/2. Element 1: no target.
         let n = 128.0 * 128.0 * 128.0;
@@ -416,10 +420,11 @@ fn bad_inputs_are_clear_errors() {
     assert!(matches!(err, Error::UnsupportedRank { ndim: 2, .. }), "{err}");
     let negative = Tensor::<4, Int>::from_ints([[[[0, -3], [1, 2]]]], &device);
     assert_eq!(loss.try_forward(x.clone(), negative).unwrap_err(), Error::NegativeInstanceId { value: -3 });
-    let huge = Tensor::<4, Int>::from_ints([[[[0, 1 << 30], [1, 2]]]], &device);
-    let err = loss.try_forward(x.clone(), huge).unwrap_err();
-    assert!(matches!(err, Error::InstanceIdTooLarge { max_id: 1073741824, .. }), "{err}");
-    assert!(err.to_string().contains("relabel"), "{err}");
+    // Four instances need five bins.
+    let four = Tensor::<4, Int>::from_ints([[[[4, 1 << 30], [1, 2]]]], &device);
+    let err = BlobLossConfig::new().with_max_bins(4).init().try_forward(x.clone(), four).unwrap_err();
+    assert_eq!(err, Error::TooManyInstances { bins: 5, bytes: 80, limit: 4 });
+    assert!(err.to_string().contains("80 bytes"), "{err}");
 
     for bad in [f64::NAN, f64::INFINITY, -1.0] {
         let err = BlobLossConfig::new().with_blob_weight(bad).try_init().unwrap_err();
@@ -455,4 +460,198 @@ fn instance_maps_convert_from_ndarray() {
     assert!(matches!(err, Error::UnsupportedRank { .. }));
     let big = ndarray::Array3::<u32>::from_elem((1, 1, 1), u32::MAX);
     assert!(matches!(instances_to_tensor::<3, _>(big.view(), &base_device()), Err(Error::InstanceIdTooLarge { .. })));
+}
+
+/// Any weighted combination of the parts back-propagates: `(a global + b blob).backward()` is
+/// the gradient of the loss configured with weights `a` and `b`, on both engines.
+#[test]
+fn weighted_parts_backpropagate_like_the_total() {
+    let device = device();
+    let shape = [2, 2, 6, 7];
+    let (logits, ids) = random_batch(&mut Rng(61), &shape, 4, 0.3);
+    for engine in ENGINES {
+        for (a, b) in [(0.3, 1.7), (1.0, 0.0), (0.0, 2.5)] {
+            let (x, y) = tensors(shape, &logits, &ids, &device);
+            let parts = BlobLossConfig::new().with_engine(engine).init().forward_parts(x.clone(), y.clone());
+            let weighted = parts.global * a + parts.blob * b;
+            let g_parts = to_vec(x.grad(&weighted.backward()).expect("both parts reach the logits").reshape([-1]));
+            let (x2, y2) = tensors(shape, &logits, &ids, &device);
+            let total = BlobLossConfig::new()
+                .with_engine(engine)
+                .with_global_weight(a)
+                .with_blob_weight(b)
+                .init()
+                .forward(x2.clone(), y2);
+            let g_total = to_vec(x2.grad(&total.backward()).unwrap().reshape([-1]));
+            let scale = g_total.iter().fold(1e-6f32, |m, g| m.max(g.abs()));
+            assert!(g_parts.iter().any(|&g| g != 0.0), "{engine:?} {a} {b}: no gradient");
+            for (i, (p, t)) in g_parts.iter().zip(&g_total).enumerate() {
+                assert!((p - t).abs() <= 1e-5 * scale, "{engine:?} {a} {b}: gradient {i}: {p} vs {t}");
+            }
+        }
+    }
+}
+
+/// Saturated logits: finite values and gradients, and the gradient of the cross-entropy is
+/// `sigmoid(x) - t` there and at `x = 0`.
+#[test]
+fn infinite_and_zero_logits_give_finite_exact_gradients() {
+    let device = device();
+    let inf = f32::INFINITY;
+    let logits = [inf, -inf, 0.0, inf, -inf, 0.0, 0.0, 3.0];
+    let ids = [0, 0, 0, 1, 1, 1, 2, 2];
+    // Cross-entropy alone in the global term: d/dx = (sigmoid(x) - t) / N * 2 (alpha) / rows.
+    let bce = BaseLossConfig::new().with_dice_weight(0.0).with_bce_weight(1.0);
+    let config = BlobLossConfig::new().with_global_loss(bce).with_blob_weight(0.0);
+    let (x, y) = tensors([1, 1, 8], &logits, &ids, &device);
+    let total = config.init().forward(x.clone(), y);
+    let value = scalar(total.clone());
+    assert!(value.is_finite(), "{value}");
+    let grad = to_vec(x.grad(&total.backward()).unwrap().reshape([-1]));
+    let expected = [1.0, 0.0, 0.5, 0.0, -1.0, -0.5, -0.5, 1.0 / (1.0 + (-3f32).exp()) - 1.0].map(|g| g * 2.0 / 8.0);
+    for (i, (g, e)) in grad.iter().zip(expected).enumerate() {
+        assert!((g - e).abs() <= 1e-6, "voxel {i}: {g} vs {e}");
+    }
+    // Every configuration, both engines: finite.
+    for config in configs_both_paths().into_iter().filter(|c| c.activation == Activation::Sigmoid) {
+        let (x, y) = tensors([1, 1, 8], &logits, &ids, &device);
+        let total = config.init().forward(x.clone(), y);
+        assert!(scalar(total.clone()).is_finite(), "{config:?}");
+        let grad = to_vec(x.grad(&total.backward()).unwrap().reshape([-1]));
+        assert!(grad.iter().all(|g| g.is_finite()), "{config:?}: {grad:?}");
+    }
+}
+
+/// Probabilities of exactly 0 and 1 (`Activation::None`): finite values and gradients.
+#[test]
+fn certain_probabilities_give_finite_gradients() {
+    let device = device();
+    let p = [0.0, 1.0, 0.0, 1.0, 0.5, 1.0];
+    let ids = [0, 0, 1, 1, 2, 2];
+    let base = BaseLossConfig::new().with_bce_weight(1.0).with_tversky_weight(1.0).with_squared_denominator(true);
+    for engine in ENGINES {
+        let config = BlobLossConfig::new()
+            .with_activation(Activation::None)
+            .with_engine(engine)
+            .with_global_loss(base.clone())
+            .with_blob_loss(base.clone());
+        let (x, y) = tensors([1, 1, 6], &p, &ids, &device);
+        let total = config.init().forward(x.clone(), y);
+        assert!(scalar(total.clone()).is_finite(), "{engine:?}");
+        let grad = to_vec(x.grad(&total.backward()).unwrap().reshape([-1]));
+        assert!(grad.iter().all(|g| g.is_finite()), "{engine:?}: {grad:?}");
+        // A certain, wrong voxel is still pushed the right way.
+        assert!(grad[1] > 0.0 && grad[2] < 0.0, "{engine:?}: {grad:?}");
+    }
+}
+
+/// Outputs in f64, f16 and bf16 (where the backend has them): the loss and the gradient come back
+/// in the outputs' dtype, with the value of the f32 loss.
+#[test]
+fn every_float_dtype_works() {
+    let device = device();
+    let shape = [2, 1, 9, 10];
+    let (logits, ids) = random_batch(&mut Rng(71), &shape, 5, 0.3);
+    for config in [
+        BlobLossConfig::new(),
+        BlobLossConfig::new().with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_squared_denominator(true)),
+        BlobLossConfig::new().with_activation(Activation::Softmax),
+    ] {
+        for engine in ENGINES {
+            let loss = config.clone().with_engine(engine).init();
+            let (x, y) = tensors(shape, &logits, &ids, &device);
+            let reference = scalar(loss.forward(x, y));
+            for (dtype, tolerance) in [(FloatDType::F64, 1e-5), (FloatDType::F16, 2e-2), (FloatDType::BF16, 5e-2)] {
+                if !device.supports_dtype(dtype) {
+                    continue;
+                }
+                let (x, y) = tensors(shape, &logits, &ids, &device);
+                let x = x.cast(dtype).detach().require_grad();
+                let total = loss.forward(x.clone(), y);
+                assert_eq!(total.dtype(), DType::from(dtype));
+                close(
+                    f64::from(total.clone().cast(FloatDType::F32).into_scalar::<f32>()),
+                    reference,
+                    tolerance,
+                    &format!("{dtype:?} {engine:?}"),
+                );
+                let grad = x.grad(&total.backward()).unwrap();
+                assert_eq!(grad.dtype(), DType::from(dtype), "{engine:?}");
+                assert!(to_vec(grad.cast(FloatDType::F32).reshape([-1])).iter().all(|g| g.is_finite()));
+            }
+        }
+    }
+}
+
+/// Ids up to 10^9 with few distinct values give the loss of the same instances numbered 1..=K.
+#[test]
+fn huge_sparse_ids_equal_compact_ones() {
+    let device = device();
+    let shape = [2, 1, 8, 8];
+    let (logits, ids) = random_batch(&mut Rng(81), &shape, 4, 0.3);
+    // Ids are 1 + 3k; map k to a large, order-preserving value.
+    let huge: Vec<i64> = ids.iter().map(|&i| if i == 0 { 0 } else { 1_000_000_000 - 7 * i64::from(i) }).collect();
+    for engine in ENGINES {
+        let loss = BlobLossConfig::new().with_engine(engine).init();
+        let (x, y) = tensors(shape, &logits, &ids, &device);
+        let compact = loss.forward(x.clone(), y);
+        let g_compact = to_vec(x.grad(&compact.backward()).unwrap().reshape([-1]));
+        let (x, _) = tensors(shape, &logits, &ids, &device);
+        let y = Tensor::<4, Int>::from_data(TensorData::new(huge.clone(), shape.to_vec()), (&device, DType::I64));
+        let total = loss.forward(x.clone(), y);
+        let g = to_vec(x.grad(&total.backward()).unwrap().reshape([-1]));
+        close(scalar(total), scalar(compact), 1e-6, "huge vs compact ids");
+        for (a, b) in g.iter().zip(&g_compact) {
+            assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+        }
+    }
+}
+
+/// NaN outputs are an error on the CPU backend, where reading the loss costs nothing.
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn nan_outputs_are_an_error_on_the_cpu() {
+    let device = base_device();
+    let x = Tensor::<3>::from_floats([[[0.0, f32::NAN, 1.0]]], &device);
+    let y = Tensor::<3, Int>::from_ints([[[0, 1, 1]]], &device);
+    for engine in ENGINES {
+        let err = BlobLossConfig::new().with_engine(engine).init().try_forward(x.clone(), y.clone()).unwrap_err();
+        assert!(matches!(err, Error::NonFiniteLoss { .. }), "{err}");
+    }
+}
+
+/// The gradient in f64 against central differences in f64, tight, on the CPU backend.
+#[cfg(not(feature = "wgpu"))]
+#[test]
+fn f64_gradient_matches_finite_differences_tightly() {
+    let device = Device::flex();
+    let shape = [2usize, 2, 3, 4];
+    let (logits, ids) = random_batch(&mut Rng(90), &shape, 3, 0.5);
+    let logits: Vec<f64> = logits.iter().map(|&v| f64::from(v)).collect();
+    let f64_tensor = |values: &[f64], device: &Device| {
+        Tensor::<4>::from_data(TensorData::new(values.to_vec(), shape.to_vec()), (device, DType::F64))
+    };
+    for config in [
+        BlobLossConfig::new(),
+        BlobLossConfig::new()
+            .with_global_loss(BaseLossConfig::new().with_bce_weight(1.0).with_squared_denominator(true))
+            .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_tversky_weight(1.0)),
+        BlobLossConfig::new().with_activation(Activation::Softmax),
+    ] {
+        let loss = config.init();
+        let y = |device: &Device| Tensor::<4, Int>::from_data(TensorData::new(ids.clone(), shape.to_vec()), device);
+        let ad = device.clone().autodiff();
+        let x = f64_tensor(&logits, &ad).require_grad();
+        let total = loss.forward(x.clone(), y(&ad));
+        let grad: Vec<f64> = x.grad(&total.backward()).unwrap().into_data().try_to_vec().unwrap();
+        let eval = |values: &[f64]| loss.forward(f64_tensor(values, &device), y(&device)).into_scalar::<f64>();
+        let eps = 1e-6;
+        for i in 0..logits.len() {
+            let (mut plus, mut minus) = (logits.clone(), logits.clone());
+            plus[i] += eps;
+            minus[i] -= eps;
+            let fd = (eval(&plus) - eval(&minus)) / (2.0 * eps);
+            assert!((fd - grad[i]).abs() <= 1e-7 + 1e-6 * fd.abs(), "voxel {i}: fd {fd} vs autodiff {}", grad[i]);
+        }
+    }
 }

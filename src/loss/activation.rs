@@ -1,8 +1,6 @@
 //! How network outputs become probabilities.
 
 use burn::config::Config;
-use burn::tensor::Tensor;
-use burn::tensor::activation::{sigmoid, softmax};
 
 /// The activation that turns the network's outputs into probabilities before the loss.
 ///
@@ -21,15 +19,4 @@ pub enum Activation {
     Softmax,
     /// The inputs already are probabilities in `[0, 1]`.
     None,
-}
-
-impl Activation {
-    /// Applies the activation to `[B, C, spatial..]` outputs.
-    pub(crate) fn apply<const D: usize>(self, outputs: Tensor<D>) -> Tensor<D> {
-        match self {
-            Self::Sigmoid => sigmoid(outputs),
-            Self::Softmax => softmax(outputs, 1),
-            Self::None => outputs,
-        }
-    }
 }

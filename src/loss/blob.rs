@@ -2,21 +2,17 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::activation::relu;
-use burn::tensor::{DType, Device, FloatDType, IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::tensor::activation::softmax;
+use burn::tensor::{FloatDType, Int, Tensor};
 
 use super::activation::Activation;
 use super::base::{BaseLossConfig, RegionSums};
-use super::host;
+use super::ids::bin_ids;
+use super::sums::{Engine, InstanceSumsSpec, Statistic, SumInput, is_flex, sums_unchecked};
 use crate::Error;
 
-/// The most bins (`B x C x (largest id + 1)`) one call may use, about 1 GiB of `f64` sums
-/// for each statistic.
-pub const MAX_BINS: u128 = 1 << 27;
-
-/// Voxels per accumulation chunk on backends that accumulate in `f32` (GPU): short enough that
-/// the `f32` sum of one chunk stays exact to about `1e-7` relative.
-const GPU_CHUNK: usize = 1 << 14;
+/// The default of [`BlobLossConfig::max_bins`]: `2^27` bins, 1 GiB of `f64` sums per statistic.
+pub const MAX_BINS: usize = 1 << 27;
 
 /// How the voxels of the *other* instances enter instance `k`'s term.
 ///
@@ -75,12 +71,15 @@ pub struct BlobLossConfig {
     /// How other instances enter an instance's term.
     #[config(default = "Masking::Exclude")]
     pub masking: Masking,
-    /// On burn's CPU backend (flex), with [`Activation::Sigmoid`] or [`Activation::None`], compute
-    /// the bin sums and the gradient in fused host passes (rayon) instead of generic tensor ops:
-    /// the same values and gradients, several times faster. Other backends and the softmax always
-    /// take the generic path.
-    #[config(default = true)]
-    pub fused_cpu: bool,
+    /// How the per-instance sums are computed: the fused op (host passes on flex, one cube kernel
+    /// on wgpu and cuda) or burn's generic tensor operations, the slower reference.
+    #[config(default = "Engine::Fused")]
+    pub engine: Engine,
+    /// The most per-instance bins one call may allocate (batch elements x channels x (1 + the
+    /// instances of the fullest channel)); beyond, [`BlobLoss::try_forward`] returns
+    /// [`Error::TooManyInstances`] with the memory they would take, before allocating.
+    #[config(default = "MAX_BINS")]
+    pub max_bins: usize,
 }
 
 impl BlobLossConfig {
@@ -128,8 +127,8 @@ impl BlobLossConfig {
 
 /// The blob loss and its two unweighted parts, for logging.
 ///
-/// Backpropagate `total`. `global` and `blob` are values for logging: on the fused CPU path
-/// ([`BlobLossConfig::fused_cpu`]) they carry no gradient.
+/// All three are differentiable: backpropagate `total`, or any weighted combination of `global`
+/// and `blob` (a schedule of the weights, a warm-up).
 #[derive(Debug, Clone)]
 pub struct BlobLossOutput {
     /// `global_weight * global + blob_weight * blob`, shape `[1]`.
@@ -144,13 +143,13 @@ pub struct BlobLossOutput {
 /// Blob loss: instance-imbalance-aware segmentation loss, stateless.
 ///
 /// Built with [`BlobLossConfig::init`]. Every instance of every `(element, channel)` is scored in
-/// one pass: the per-voxel statistics are scatter-added into bins indexed by instance id (bin 0
-/// is the background), and every base loss is computed from those bin sums. The cost is
-/// `O(voxels + instances)` whatever the number of instances, with one small host read per call
-/// (the smallest and largest id). On the CPU backend (flex) the sums are accumulated in `f64`;
-/// on GPU backends in `f32` bins per chunk of 16384 voxels, summed afterwards; either way the
-/// value does not drift on large volumes. On flex with a sigmoid or no activation the default
-/// ([`BlobLossConfig::fused_cpu`]) computes the sums and the gradient in fused host passes.
+/// one pass: [`instance_sums`](super::sums::instance_sums) adds the per-voxel statistics into
+/// bins indexed by instance id (bin 0 is the background), and every base loss is computed from
+/// those bin sums with ordinary burn operations. The cost is `O(voxels + instances)` whatever the
+/// number of instances, with one small host read per call (the smallest and largest id; ids too
+/// large for dense bins are renumbered on the host first). The sums are `f64` on the CPU backend
+/// (flex) and `f32` partials summed in a tree on GPU backends: the value does not drift on large
+/// volumes. The loss comes back in the outputs' dtype (f32, f64, f16, bf16).
 ///
 /// # Example
 /// ```
@@ -191,7 +190,8 @@ impl BlobLoss {
     ///
     /// # Errors
     /// [`Error::UnsupportedRank`], [`Error::ShapeMismatch`], [`Error::NegativeInstanceId`],
-    /// [`Error::InstanceIdTooLarge`].
+    /// [`Error::TooManyInstances`]; on the CPU backend, where reading the value costs nothing,
+    /// [`Error::NonFiniteLoss`] when the outputs hold NaN (GPU backends return the NaN loss).
     pub fn try_forward<const D: usize>(
         &self,
         outputs: Tensor<D>,
@@ -200,7 +200,7 @@ impl BlobLoss {
         Ok(self.try_forward_parts(outputs, instances)?.total)
     }
 
-    /// The loss with its unweighted global and blob parts, for logging.
+    /// The loss with its unweighted global and blob parts.
     ///
     /// # Panics
     /// With the message of the error [`try_forward_parts`](Self::try_forward_parts) would return.
@@ -236,74 +236,38 @@ impl BlobLoss {
         let rows = dims[0] * dims[1];
         let voxels: usize = dims[2..].iter().product();
         let device = outputs.device();
-        let on_flex = device.clone().without_autodiff() == Device::flex();
-        if config.fused_cpu && config.activation != Activation::Softmax && on_flex {
-            return self.forward_host(outputs, instances, rows);
-        }
-        let max_id = check_ids(&instances, rows)?;
-        let bins = max_id as usize + 1;
-
-        // Per-voxel statistics, [rows, voxels], computed in f32 (GPU shaders have no f64
-        // exp/log), accumulated exactly enough: in f64 on flex; on other backends, whose f64
-        // atomics are not dependable, in f32 bins per chunk of voxels, summed afterwards.
-        let (accumulate, chunk) = if on_flex {
-            (FloatDType::F64, voxels.max(1))
-        } else {
-            let chunks_fitting = (MAX_BINS as usize / (rows * bins).max(1)).max(1);
-            (FloatDType::F32, GPU_CHUNK.max(voxels.div_ceil(chunks_fitting)))
+        let dtype = FloatDType::from(outputs.dtype());
+        let spec = |input, bins| {
+            InstanceSumsSpec::new(input, bins).with_squares(self.needs_p2()).with_cross_entropy(self.needs_bce())
         };
-        let chunks = voxels.div_ceil(chunk).max(1);
-        let probabilities = config.activation.apply(outputs.clone());
-        let ids = instances.reshape([rows, voxels]);
-        let target = ids.clone().greater_elem(0).float();
-        let p = probabilities.reshape([rows, voxels]);
-        let slots = if chunks == 1 {
-            ids
-        } else {
-            let offsets =
-                Tensor::<1, Int>::arange(0..voxels as i64, &device).div_scalar(chunk as i64).mul_scalar(bins as i64);
-            ids + offsets.unsqueeze::<2>()
+        let ids = bin_ids(instances.reshape([rows, voxels]), config.max_bins, spec(SumInput::Logits, 1).statistics())?;
+        let (values, input) = match config.activation {
+            Activation::Sigmoid => (outputs.reshape([rows, voxels]), SumInput::Logits),
+            Activation::Softmax => (softmax(outputs, 1).reshape([rows, voxels]), SumInput::Probabilities),
+            Activation::None => (outputs.reshape([rows, voxels]), SumInput::Probabilities),
         };
-        let scatter = |values: Tensor<2>| {
-            let dtype: DType = accumulate.into();
-            let per_chunk = Tensor::<2>::zeros([rows, chunks * bins], (&device, dtype)).scatter(
-                1,
-                slots.clone(),
-                values.cast(accumulate),
-                IndexingUpdateOp::Add,
-            );
-            if chunks == 1 {
-                per_chunk
-            } else {
-                per_chunk.reshape([rows, chunks, bins]).sum_dim(1).reshape([rows, bins])
-            }
+        let spec = spec(input, ids.bins);
+        let sums = sums_unchecked(values, ids.ids, spec, config.engine);
+        let stat = |s: Statistic| {
+            spec.index(s).map(|i| sums.clone().slice([0..rows, i..i + 1, 0..ids.bins]).reshape([rows, ids.bins]))
         };
-        let sum_bce = self.needs_bce().then(|| {
-            let bce = match config.activation {
-                Activation::Sigmoid => {
-                    // -ln p where t = 1 and -ln(1 - p) where t = 0, as softplus(x (1 - 2t)).
-                    let x = outputs.reshape([rows, voxels]) * (target.clone() * -2.0 + 1.0);
-                    relu(x.clone()) + x.abs().neg().exp().log1p()
-                }
-                _ => {
-                    let p_true = p.clone() * target.clone() + (p.clone().neg() + 1.0) * (target.clone().neg() + 1.0);
-                    p_true.log().clamp_min(-100.0).neg()
-                }
-            };
-            scatter(bce)
-        });
-        let sums = Bins {
-            p: scatter(p.clone()),
-            p2: self.needs_p2().then(|| scatter(p.clone() * p.clone())),
-            bce: sum_bce,
-            count: scatter(target).detach(),
+        let bins = Bins {
+            p: stat(Statistic::Probability).expect("always summed"),
+            p2: stat(Statistic::Square),
+            bce: stat(Statistic::CrossEntropy),
+            count: stat(Statistic::Count).expect("always summed"),
             voxels: voxels as f64,
         };
-        let global = self.global_term(&sums);
-        let blob = self.blob_term(&sums, dims[0], dims[1]);
+        let global = self.global_term(&bins);
+        let blob = self.blob_term(&bins, dims[0], dims[1]);
         let total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
-        let to_f32 = |t: Tensor<1>| if on_flex { t.cast(FloatDType::F32) } else { t };
-        Ok(BlobLossOutput { total: to_f32(total), global: to_f32(global), blob: to_f32(blob) })
+        if is_flex(&device) {
+            let value = total.clone().into_scalar::<f64>();
+            if !value.is_finite() {
+                return Err(Error::NonFiniteLoss { value });
+            }
+        }
+        Ok(BlobLossOutput { total: total.cast(dtype), global: global.cast(dtype), blob: blob.cast(dtype) })
     }
 
     fn needs_p2(&self) -> bool {
@@ -312,99 +276,6 @@ impl BlobLoss {
 
     fn needs_bce(&self) -> bool {
         self.config.global_loss.needs_bce() || self.config.blob_loss.needs_bce()
-    }
-
-    /// The fused CPU path (see [`host`]): host sums, bin gradients by autodiff on the small bin
-    /// tensors, the voxel gradient by the chain rule, and a surrogate carrying it.
-    fn forward_host<const D: usize>(
-        &self,
-        outputs: Tensor<D>,
-        instances: Tensor<D, Int>,
-        rows: usize,
-    ) -> Result<BlobLossOutput, Error> {
-        // Read both on the host, without a conversion where the dtypes are the usual ones. The
-        // outputs are shared (the caller and the graph hold them), and reading a shared tensor
-        // copies it twice on flex (a byte copy, then one to realign it); a copy made by a tensor
-        // op (`x * 1`, exact) belongs to this call alone, and reading it moves its buffer out.
-        let data = outputs.clone().detach().mul_scalar(1.0).into_data();
-        let converted;
-        let x: &[f32] = if data.dtype() == DType::F32 {
-            data.as_slice().expect("f32 data")
-        } else {
-            converted = data.convert::<f32>();
-            converted.as_slice().expect("converted to f32")
-        };
-        let ids = instances.into_data();
-        match ids.dtype() {
-            DType::I32 => self.forward_host_ids(outputs, x, ids.as_slice::<i32>().expect("i32 data"), rows),
-            DType::I64 => self.forward_host_ids(outputs, x, ids.as_slice::<i64>().expect("i64 data"), rows),
-            _ => {
-                let ids = ids.convert::<i64>();
-                self.forward_host_ids(outputs, x, ids.as_slice::<i64>().expect("converted to i64"), rows)
-            }
-        }
-    }
-
-    /// [`forward_host`](Self::forward_host) on the host copies of the inputs.
-    fn forward_host_ids<I: host::InstanceId, const D: usize>(
-        &self,
-        outputs: Tensor<D>,
-        x: &[f32],
-        ids: &[I],
-        rows: usize,
-    ) -> Result<BlobLossOutput, Error> {
-        let config = &self.config;
-        let dims = outputs.dims();
-        let device = outputs.device();
-        let (min, max) = host::id_range(ids);
-        check_range(min, max, rows)?;
-        let bins = max as usize + 1;
-        let needs = host::Needs { p2: self.needs_p2(), bce: self.needs_bce() };
-        // The probabilities, then the gradient, in one buffer that becomes the gradient tensor.
-        let mut buffer = vec![0f32; x.len()];
-        let sums = host::sums(config.activation, needs, x, ids, &mut buffer, rows, bins);
-        let track = device.is_autodiff();
-
-        // Both terms scored once on leaf tensors of the bin sums; when tracked, the gradient of
-        // the weighted total with respect to every bin.
-        let leaves = Bins {
-            p: host::leaf(&sums.p, rows, bins, &device, track),
-            p2: sums.p2.as_ref().map(|v| host::leaf(v, rows, bins, &device, track)),
-            bce: sums.bce.as_ref().map(|v| host::leaf(v, rows, bins, &device, track)),
-            count: host::leaf(&sums.count, rows, bins, &device, false),
-            voxels: (x.len() / rows.max(1)) as f64,
-        };
-        let global_term = self.global_term(&leaves);
-        let blob_term = self.blob_term(&leaves, dims[0], dims[1]);
-        let global_value = global_term.clone().into_scalar::<f64>();
-        let blob_value = blob_term.clone().into_scalar::<f64>();
-        let constant = |value: f64| Tensor::<1>::from_data(TensorData::new(vec![value as f32], vec![1]), &device);
-        let (global, blob) = (constant(global_value), constant(blob_value));
-        let total_value = config.global_weight * global_value + config.blob_weight * blob_value;
-        let total = if track {
-            let grads = (global_term * config.global_weight + blob_term * config.blob_weight).backward();
-            let grad_of = |t: &Tensor<2>| -> Vec<f64> {
-                t.grad(&grads)
-                    .map(|g| g.into_data().convert::<f64>().try_to_vec::<f64>().expect("converted to f64"))
-                    .unwrap_or_else(|| vec![0.0; rows * bins])
-            };
-            let bin_grads = host::BinGradients {
-                p: grad_of(&leaves.p),
-                p2: leaves.p2.as_ref().map(grad_of),
-                bce: leaves.bce.as_ref().map(grad_of),
-            };
-            // The gradient of the total, carried to `outputs` by a surrogate whose value is 0:
-            // `outputs . gradient` as a [1, n] x [n, 1] product, whose forward is a dot product
-            // (no full-size tensor) and whose backward is `upstream * gradient`.
-            host::voxel_gradient_in_place(config.activation, needs, ids, &mut buffer, bins, &bin_grads);
-            let n = buffer.len();
-            let gradient = Tensor::<2>::from_data(TensorData::new(buffer, vec![n, 1]), &device);
-            let carrier = outputs.reshape([1, n]).matmul(gradient).reshape([1]);
-            constant(total_value) + (carrier.clone() - carrier.detach())
-        } else {
-            constant(total_value)
-        };
-        Ok(BlobLossOutput { total, global, blob })
     }
 
     /// The global base loss of every `(element, channel)`, averaged.
@@ -449,10 +320,12 @@ impl BlobLoss {
         }
         let per_instance = self.config.blob_loss.score(&sums);
 
-        // Means over present instances, channels with instances, elements with instances.
-        let present = size.clamp_max(1.0); // sizes are whole numbers: 1 where present, 0 elsewhere
-        let n_instances = present.clone().sum_dim(1); // [rows, 1]
-        let channel_loss = (per_instance * present).sum_dim(1) / n_instances.clone().clamp_min(1.0);
+        // Means over present instances, channels with instances, elements with instances. Absent
+        // bins (rows with fewer instances than the fullest) are selected out, not multiplied by 0.
+        let absent = size.clone().lower_elem(0.5); // sizes are whole numbers
+        let present = size.clamp_max(1.0); // 1 where present, 0 elsewhere
+        let n_instances = present.sum_dim(1); // [rows, 1]
+        let channel_loss = per_instance.mask_fill(absent, 0.0).sum_dim(1) / n_instances.clone().clamp_min(1.0);
         let channel_has = n_instances.clone().clamp_max(1.0);
         let channel_loss = channel_loss.reshape([batch, channels]);
         let channel_has = channel_has.reshape([batch, channels]);
@@ -464,35 +337,11 @@ impl BlobLoss {
     }
 }
 
-/// The per-bin sums, `[rows, bins]` f64 each; bin 0 of a row is its background.
+/// The per-bin sums, `[rows, bins]` each; bin 0 of a row is its background.
 struct Bins {
     p: Tensor<2>,
     p2: Option<Tensor<2>>,
     bce: Option<Tensor<2>>,
     count: Tensor<2>,
     voxels: f64,
-}
-
-/// Checks that no id is negative and that the bins fit; returns the largest id. One host read.
-fn check_ids<const D: usize>(instances: &Tensor<D, Int>, rows: usize) -> Result<i64, Error> {
-    if instances.shape().num_elements() == 0 {
-        return Ok(0);
-    }
-    let flat = instances.clone().reshape([-1]);
-    let extremes = Tensor::cat(vec![flat.clone().min(), flat.max()], 0).into_data().convert::<i64>();
-    let extremes: Vec<i64> = extremes.try_to_vec::<i64>().expect("converted to i64");
-    check_range(extremes[0], extremes[1], rows)?;
-    Ok(extremes[1])
-}
-
-/// The id checks shared by both paths.
-fn check_range(min: i64, max: i64, rows: usize) -> Result<(), Error> {
-    if min < 0 {
-        return Err(Error::NegativeInstanceId { value: min });
-    }
-    let bins = rows as u128 * (max as u128 + 1);
-    if bins > MAX_BINS {
-        return Err(Error::InstanceIdTooLarge { max_id: max, bins, limit: MAX_BINS });
-    }
-    Ok(())
 }

@@ -3,6 +3,8 @@
 //! - [`BlobLossConfig`] -> [`BlobLoss`]: `alpha * L_global + beta * L_blob` (Kofler et al.,
 //!   IPMI 2023), with soft Dice, BCE and Tversky as base losses ([`BaseLossConfig`]).
 //! - [`instances_to_tensor`]: instance maps from [`components`](crate::components) to burn.
+//! - [`sums`]: the engine, one differentiable op that sums voxel statistics per instance, with a
+//!   host pass on the CPU and a cube kernel on wgpu and cuda.
 //!
 //! # Example
 //! ```
@@ -28,9 +30,11 @@ mod base;
 mod blob;
 mod convert;
 mod fast_math;
-mod host;
+mod ids;
+pub mod sums;
 
 pub use activation::Activation;
 pub use base::BaseLossConfig;
 pub use blob::{BlobLoss, BlobLossConfig, BlobLossOutput, MAX_BINS, Masking};
 pub use convert::instances_to_tensor;
+pub use sums::Engine;

@@ -1,0 +1,101 @@
+//! Instance maps made ready for the sums: checked, and compacted where raw ids would waste bins.
+
+use burn::tensor::{Int, Tensor, TensorData};
+
+use super::sums::id_range;
+use crate::Error;
+
+/// An id map whose ids are in `0..bins` in every row.
+#[derive(Debug)]
+pub(crate) struct BinIds {
+    /// `[rows, voxels]`.
+    pub ids: Tensor<2, Int>,
+    /// Bins per row: 1 + the largest id.
+    pub bins: usize,
+}
+
+/// Checks an id map `[rows, voxels]` and makes its ids bin indices.
+///
+/// Ids are used as they are when the largest is below the number of voxels per row and the bins
+/// fit in `max_bins` (one host read of the smallest and largest id). Otherwise the ids of each row
+/// are renumbered `1..=count` in increasing order, on the host (one read of the map and one
+/// upload), which bounds the bins by the number of voxels: instance ids up to `i64::MAX` with few
+/// distinct values cost no more than compact ones. The loss does not depend on the numbering.
+///
+/// # Errors
+/// [`Error::NegativeInstanceId`]; [`Error::TooManyInstances`] when even compact bins
+/// (`rows x (1 + instances in the fullest row)`) exceed `max_bins`.
+pub(crate) fn bin_ids(ids: Tensor<2, Int>, max_bins: usize, statistics: usize) -> Result<BinIds, Error> {
+    let [rows, voxels] = ids.dims();
+    let (min, max) = id_range(&ids);
+    if min < 0 {
+        return Err(Error::NegativeInstanceId { value: min });
+    }
+    let total = |bins: u128| rows as u128 * bins;
+    if (max as u128) < voxels.max(1) as u128 && total(max as u128 + 1) <= max_bins as u128 {
+        return Ok(BinIds { ids, bins: max as usize + 1 });
+    }
+    let device = ids.device();
+    let values: Vec<i64> = ids.into_data().convert::<i64>().try_to_vec().expect("converted to i64");
+    let mut compact = Vec::with_capacity(values.len());
+    let mut bins = 1;
+    for row in values.chunks(voxels.max(1)) {
+        let mut distinct: Vec<i64> = row.iter().copied().filter(|&id| id > 0).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        bins = bins.max(distinct.len() + 1);
+        // At most `voxels` distinct ids per row: the new ids fit in i32 whenever the map fits in memory.
+        compact
+            .extend(row.iter().map(|&id| if id == 0 { 0 } else { distinct.partition_point(|&d| d < id) as i32 + 1 }));
+    }
+    if total(bins as u128) > max_bins as u128 {
+        return Err(Error::TooManyInstances {
+            bins: total(bins as u128),
+            bytes: total(bins as u128) * statistics as u128 * 8,
+            limit: max_bins as u128,
+        });
+    }
+    let ids = Tensor::from_data(TensorData::new(compact, vec![rows, voxels]), &device);
+    Ok(BinIds { ids, bins })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn ids(values: Vec<i64>, rows: usize) -> Tensor<2, Int> {
+        let voxels = values.len() / rows;
+        Tensor::from_data(TensorData::new(values, vec![rows, voxels]), (&Device::flex(), burn::tensor::DType::I64))
+    }
+
+    fn values(t: Tensor<2, Int>) -> Vec<i64> {
+        t.into_data().convert::<i64>().try_to_vec().unwrap()
+    }
+
+    #[test]
+    fn small_ids_are_kept() {
+        let b = bin_ids(ids(vec![0, 2, 2, 1, 0, 2], 2), 1 << 20, 2).unwrap();
+        assert_eq!(b.bins, 3);
+        assert_eq!(values(b.ids), [0, 2, 2, 1, 0, 2]);
+    }
+
+    #[test]
+    fn large_ids_are_renumbered_per_row_in_order() {
+        let b = bin_ids(ids(vec![0, 1_000_000_000, 7, 7, 5_000_000_000, 0, 0, 9, 9, 0], 2), 1 << 20, 2).unwrap();
+        assert_eq!(b.bins, 4);
+        assert_eq!(values(b.ids), [0, 2, 1, 1, 3, 0, 0, 1, 1, 0]);
+    }
+
+    #[test]
+    fn too_many_bins_is_an_error_with_the_memory() {
+        // Two rows of four distinct instances: 2 x 5 bins.
+        let err = bin_ids(ids(vec![1, 2, 3, 4, 5, 6, 7, 8], 2), 9, 3).unwrap_err();
+        assert_eq!(err, Error::TooManyInstances { bins: 10, bytes: 240, limit: 9 });
+        assert!(err.to_string().contains("240 bytes"), "{err}");
+        // Dense ids that would not fit are compacted first.
+        assert_eq!(bin_ids(ids(vec![0, 0, 0, 0, 0, 7, 0, 0, 0, 0], 1), 2, 2).unwrap().bins, 2);
+        let err = bin_ids(ids(vec![0, -4, 1, 2], 1), 100, 2).unwrap_err();
+        assert_eq!(err, Error::NegativeInstanceId { value: -4 });
+    }
+}

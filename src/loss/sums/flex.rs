@@ -1,0 +1,464 @@
+//! The op on flex (CPU): the sums and the gradient in fused host passes with rayon.
+//!
+//! The forward pass reads every voxel once (its probability computed on the fly, never stored)
+//! and adds its statistics into `f64` bins; blocks of 8 background voxels (the common case) are
+//! summed in lanes without a bin lookup per voxel. The backward pass reads every voxel once more
+//! and writes its gradient from the upstream gradients of its bin. Inputs in `f32` use a
+//! vectorisable sigmoid ([`fast_math`](crate::loss::fast_math)); `f64` inputs are computed in
+//! `f64` (finite differences); `f16` and `bf16` go through `f32`.
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::{FloatTensorOps, IntTensorOps};
+use burn::backend::{Bytes, Flex};
+use burn::tensor::{DType, FloatDType, IntDType, Shape};
+use rayon::prelude::*;
+
+use super::InstanceSumsBackend;
+use super::spec::{InstanceSumsSpec, PROBABILITY_FLOOR, SumInput, cross_entropy};
+use crate::loss::fast_math;
+
+/// Voxels per parallel task, at least: a task spans more voxels when there are more bins, so that
+/// the per-task sums never take more memory than the input.
+const CHUNK: usize = 1 << 15;
+
+/// Voxels per block: a block of background voxels is summed in independent lanes, without a bin
+/// lookup per voxel, and its gradient computed with one bin's values.
+const BLOCK: usize = 8;
+
+impl InstanceSumsBackend for Flex {
+    fn instance_sums(x: FlexTensor, ids: FlexTensor, spec: InstanceSumsSpec) -> FlexTensor {
+        let [rows, _] = dims(&x);
+        let sums = with_inputs(x, ids, |x, ids| match x {
+            Values::F32(x) => ids.sums(spec, x, rows),
+            Values::F64(x) => ids.sums(spec, x, rows),
+        });
+        let shape = Shape::new([rows, spec.statistics(), spec.bins]);
+        FlexTensor::new(Bytes::from_elems(sums), Layout::contiguous(shape), DType::F64)
+    }
+
+    fn instance_sums_backward(grad: FlexTensor, x: FlexTensor, ids: FlexTensor, spec: InstanceSumsSpec) -> FlexTensor {
+        let [rows, voxels] = dims(&x);
+        let dtype = x.dtype();
+        let grad = contiguous(Flex::float_cast(grad, FloatDType::F64));
+        let grad: &[f64] = grad.as_slice().expect("contiguous f64");
+        let shape = Layout::contiguous(Shape::new([rows, voxels]));
+        with_inputs(x, ids, |x, ids| match x {
+            Values::F32(x) => {
+                let dx = FlexTensor::new(Bytes::from_elems(ids.gradient(spec, x, grad, rows)), shape, DType::F32);
+                // f16 and bf16 inputs were computed in f32: their gradient goes back to their type.
+                if dtype == DType::F32 { dx } else { Flex::float_cast(dx, dtype.into()) }
+            }
+            Values::F64(x) => FlexTensor::new(Bytes::from_elems(ids.gradient(spec, x, grad, rows)), shape, DType::F64),
+        })
+    }
+}
+
+fn dims(x: &FlexTensor) -> [usize; 2] {
+    let shape = x.layout().shape();
+    [shape[0], shape[1]]
+}
+
+/// The tensor itself when its data are one row-major run, else a contiguous copy.
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.is_contiguous() { t } else { t.to_contiguous() }
+}
+
+/// The inputs as host slices, in the types the passes take.
+enum Values<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+enum Ids<'a> {
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+fn with_inputs<T>(x: FlexTensor, ids: FlexTensor, f: impl FnOnce(Values, Ids) -> T) -> T {
+    let x = match x.dtype() {
+        DType::F32 | DType::F64 => contiguous(x),
+        _ => contiguous(Flex::float_cast(x, FloatDType::F32)),
+    };
+    let ids = match ids.dtype() {
+        DType::I32 | DType::I64 => contiguous(ids),
+        _ => contiguous(Flex::int_cast(ids, IntDType::I64)),
+    };
+    let values = match x.dtype() {
+        DType::F64 => Values::F64(x.as_slice().expect("contiguous f64")),
+        _ => Values::F32(x.as_slice().expect("contiguous f32")),
+    };
+    let ids = match ids.dtype() {
+        DType::I32 => Ids::I32(ids.as_slice().expect("contiguous i32")),
+        _ => Ids::I64(ids.as_slice().expect("contiguous i64")),
+    };
+    f(values, ids)
+}
+
+impl Ids<'_> {
+    fn sums<R: Real>(&self, spec: InstanceSumsSpec, x: &[R], rows: usize) -> Vec<f64> {
+        match self {
+            Ids::I32(ids) => sums(spec, x, ids, rows),
+            Ids::I64(ids) => sums(spec, x, ids, rows),
+        }
+    }
+
+    fn gradient<R: Real>(&self, spec: InstanceSumsSpec, x: &[R], grad: &[f64], rows: usize) -> Vec<R> {
+        match self {
+            Ids::I32(ids) => gradient(spec, x, ids, grad, rows),
+            Ids::I64(ids) => gradient(spec, x, ids, grad, rows),
+        }
+    }
+}
+
+/// An instance id read on the host: a bin index (checked in range by the caller).
+trait InstanceId: Copy + Send + Sync {
+    fn bin(self) -> usize;
+}
+
+impl InstanceId for i32 {
+    #[inline(always)]
+    fn bin(self) -> usize {
+        self as usize
+    }
+}
+
+impl InstanceId for i64 {
+    #[inline(always)]
+    fn bin(self) -> usize {
+        self as usize
+    }
+}
+
+/// Whether a block of ids is all background, without a branch per id.
+#[inline(always)]
+fn all_background<I: InstanceId>(ids: &[I; BLOCK]) -> bool {
+    ids.iter().fold(0, |any, id| any | id.bin()) == 0
+}
+
+/// A float type the passes compute in: `f32` or `f64`.
+trait Real: Copy + Send + Sync + 'static {
+    fn to_f64(self) -> f64;
+    fn from_f64(value: f64) -> Self;
+    /// The probability of an input.
+    fn probability(self, input: SumInput) -> Self;
+    /// The gradient of one voxel from its input and its bin's gradients.
+    fn voxel_gradient(self, input: SumInput, target: bool, g: &BinGradient<Self>) -> Self;
+}
+
+/// The upstream gradients of one bin, in the type of the voxels.
+#[derive(Clone, Copy, Debug)]
+struct BinGradient<R> {
+    p: R,
+    p2: R,
+    ce: R,
+}
+
+macro_rules! real {
+    ($t:ty, $sigmoid:expr) => {
+        impl Real for $t {
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+
+            #[inline(always)]
+            fn from_f64(value: f64) -> Self {
+                value as $t
+            }
+
+            #[inline(always)]
+            fn probability(self, input: SumInput) -> Self {
+                match input {
+                    SumInput::Logits => $sigmoid(self),
+                    SumInput::Probabilities => self,
+                }
+            }
+
+            /// Logits: `dp/dx = p (1 - p)` and `d(cross-entropy)/dx = p - t`. Probabilities:
+            /// `dp/dx = 1` and `d(-ln q)/dp = -1/q` (target 1) or `1/(1 - p)` (target 0), taken at
+            /// the clamped `q`.
+            #[inline(always)]
+            fn voxel_gradient(self, input: SumInput, target: bool, g: &BinGradient<Self>) -> Self {
+                let t: $t = if target { 1.0 } else { 0.0 };
+                let p = self.probability(input);
+                let dsums = g.p + g.p2 * 2.0 * p;
+                match input {
+                    SumInput::Logits => dsums * p * (1.0 - p) + g.ce * (p - t),
+                    SumInput::Probabilities => {
+                        let floor = PROBABILITY_FLOOR as $t;
+                        let dce = if target { -1.0 / p.max(floor) } else { 1.0 / (1.0 - p).max(floor) };
+                        dsums + g.ce * dce
+                    }
+                }
+            }
+        }
+    };
+}
+
+real!(f32, fast_math::sigmoid);
+real!(f64, |x: f64| 1.0 / (1.0 + (-x).exp()));
+
+/// Voxels per task for `bins` bins.
+fn task_len(bins: usize) -> usize {
+    CHUNK.max(bins)
+}
+
+/// The sums, `[rows, statistics, bins]` row-major, of `x` and `ids` (`[rows, voxels]`).
+fn sums<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], rows: usize) -> Vec<f64> {
+    let voxels = (x.len() / rows.max(1)).max(1);
+    let per_row = spec.bins * spec.statistics();
+    let len = task_len(spec.bins);
+    let parts: Vec<(usize, Vec<f64>)> = x
+        .par_chunks(voxels)
+        .zip(ids.par_chunks(voxels))
+        .enumerate()
+        .flat_map(|(row, (x, ids))| {
+            x.par_chunks(len).zip(ids.par_chunks(len)).map(move |(x, ids)| (row, sum_task(spec, x, ids)))
+        })
+        .collect();
+    let mut all = vec![0f64; rows * per_row];
+    for (row, part) in parts {
+        all[row * per_row..(row + 1) * per_row].iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    all
+}
+
+/// One task of [`sums`]: `[statistic][bin]` sums of a stretch of one row.
+fn sum_task<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I]) -> Vec<f64> {
+    let bins = spec.bins;
+    let squares = spec.squares;
+    let ce_at = spec.cross_entropy.then(|| (spec.statistics() - 1) * bins);
+    let mut acc = vec![0f64; bins * spec.statistics()];
+    let add = |acc: &mut [f64], x: R, p: R, id: I| {
+        let (b, p) = (id.bin(), p.to_f64());
+        acc[b] += p;
+        acc[bins + b] += 1.0;
+        if squares {
+            acc[2 * bins + b] += p * p;
+        }
+        if let Some(at) = ce_at {
+            acc[at + b] += cross_entropy(spec.input, x.to_f64(), b > 0);
+        }
+    };
+    let (blocks, tail) = x.as_chunks::<BLOCK>();
+    let (id_blocks, id_tail) = ids.as_chunks::<BLOCK>();
+    // Background lanes: p, p^2, cross-entropy.
+    let mut lanes = [[0f64; BLOCK]; 3];
+    let mut background = 0usize;
+    for (x, ids) in blocks.iter().zip(id_blocks) {
+        // A loop without bins that the compiler vectorises.
+        let p = x.map(|x| x.probability(spec.input));
+        if all_background(ids) {
+            background += BLOCK;
+            for (lane, p) in lanes[0].iter_mut().zip(p) {
+                *lane += p.to_f64();
+            }
+            if squares {
+                for (lane, p) in lanes[1].iter_mut().zip(p) {
+                    *lane += p.to_f64() * p.to_f64();
+                }
+            }
+            if ce_at.is_some() {
+                for (lane, x) in lanes[2].iter_mut().zip(x) {
+                    *lane += cross_entropy(spec.input, x.to_f64(), false);
+                }
+            }
+        } else {
+            for ((&x, p), &id) in x.iter().zip(p).zip(ids) {
+                add(&mut acc, x, p, id);
+            }
+        }
+    }
+    for (&x, &id) in tail.iter().zip(id_tail) {
+        add(&mut acc, x, x.probability(spec.input), id);
+    }
+    acc[0] += lanes[0].iter().sum::<f64>();
+    acc[bins] += background as f64;
+    if squares {
+        acc[2 * bins] += lanes[1].iter().sum::<f64>();
+    }
+    if let Some(at) = ce_at {
+        acc[at] += lanes[2].iter().sum::<f64>();
+    }
+    acc
+}
+
+/// The gradient with respect to `x` of a scalar whose gradient with respect to the sums is
+/// `grad` (`[rows, statistics, bins]`).
+fn gradient<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], grad: &[f64], rows: usize) -> Vec<R> {
+    let voxels = (x.len() / rows.max(1)).max(1);
+    let bins = spec.bins;
+    let stat =
+        |s: Option<usize>, row: usize, b: usize| s.map_or(0.0, |s| grad[(row * spec.statistics() + s) * bins + b]);
+    let (square, ce) = (spec.index(super::Statistic::Square), spec.index(super::Statistic::CrossEntropy));
+    let len = task_len(bins);
+    let mut out = vec![R::from_f64(0.0); x.len()];
+    out.par_chunks_mut(voxels).zip(x.par_chunks(voxels).zip(ids.par_chunks(voxels))).enumerate().for_each(
+        |(row, (out, (x, ids)))| {
+            let bin_grads: Vec<BinGradient<R>> = (0..bins)
+                .map(|b| BinGradient {
+                    p: R::from_f64(stat(Some(0), row, b)),
+                    p2: R::from_f64(stat(square, row, b)),
+                    ce: R::from_f64(stat(ce, row, b)),
+                })
+                .collect();
+            let background = bin_grads[0];
+            out.par_chunks_mut(len).zip(x.par_chunks(len).zip(ids.par_chunks(len))).for_each(|(out, (x, ids))| {
+                let mixed = |out: &mut [R], x: &[R], ids: &[I]| {
+                    for ((out, &x), &id) in out.iter_mut().zip(x).zip(ids) {
+                        *out = x.voxel_gradient(spec.input, id.bin() > 0, &bin_grads[id.bin()]);
+                    }
+                };
+                let (blocks, tail) = out.as_chunks_mut::<BLOCK>();
+                let (x_blocks, x_tail) = x.as_chunks::<BLOCK>();
+                let (id_blocks, id_tail) = ids.as_chunks::<BLOCK>();
+                for ((out, x), ids) in blocks.iter_mut().zip(x_blocks).zip(id_blocks) {
+                    if all_background(ids) {
+                        *out = x.map(|x| x.voxel_gradient(spec.input, false, &background));
+                    } else {
+                        mixed(out, x, ids);
+                    }
+                }
+                mixed(tail, x_tail, id_tail);
+            });
+        },
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_rng::Rng;
+
+    /// `rows` rows of `voxels` inputs and ids: long background stretches (whole blocks) and
+    /// short instance runs, ids up to `max_id`.
+    fn inputs(rng: &mut Rng, rows: usize, voxels: usize, max_id: u64, input: SumInput) -> (Vec<f64>, Vec<i64>) {
+        let x = (0..rows * voxels)
+            .map(|_| match input {
+                SumInput::Probabilities => rng.unit(),
+                SumInput::Logits => rng.unit() * 16.0 - 8.0,
+            })
+            .collect();
+        let mut ids = vec![0i64; rows * voxels];
+        let mut i = 0;
+        while i < ids.len() {
+            i += rng.below(40) as usize;
+            let id = 1 + rng.below(max_id) as i64;
+            for _ in 0..rng.below(5) {
+                if i < ids.len() {
+                    ids[i] = id;
+                    i += 1;
+                }
+            }
+        }
+        (x, ids)
+    }
+
+    fn assert_close(found: &[f64], expected: &[f64], rel: f64, what: &str) {
+        assert_eq!(found.len(), expected.len(), "{what}");
+        for (i, (a, b)) in found.iter().zip(expected).enumerate() {
+            assert!((a - b).abs() <= rel * b.abs().max(1.0), "{what}[{i}]: {a} vs {b}");
+        }
+    }
+
+    /// Rows longer than a task and not a multiple of a block, few and many bins (more bins than
+    /// a task has voxels), `i32` and `i64` ids, `f32` and `f64` inputs, every statistic, both
+    /// inputs: sums and gradient voxel by voxel against the definitions.
+    #[test]
+    fn sums_and_gradient_match_a_plain_loop() {
+        let mut rng = Rng(7);
+        for (rows, voxels, max_id) in [(3, 2 * CHUNK + 13, 9), (2, CHUNK + 5, 3 * CHUNK as u64), (1, 7, 2), (4, 1, 1)] {
+            for input in [SumInput::Logits, SumInput::Probabilities] {
+                let (x, ids) = inputs(&mut rng, rows, voxels, max_id, input);
+                let bins = *ids.iter().max().unwrap() as usize + 1;
+                let ids32: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
+                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                for (squares, ce) in [(false, false), (true, true), (false, true)] {
+                    let spec = InstanceSumsSpec::new(input, bins).with_squares(squares).with_cross_entropy(ce);
+                    let stats = spec.statistics();
+                    // The definition, from the f64 inputs.
+                    let mut expected = vec![0f64; rows * stats * bins];
+                    for (i, (&x, &id)) in x.iter().zip(&ids).enumerate() {
+                        let p = x.probability(input);
+                        let at = |s: usize| (i / voxels * stats + s) * bins + id as usize;
+                        expected[at(0)] += p;
+                        expected[at(1)] += 1.0;
+                        if let Some(s) = spec.index(super::super::Statistic::Square) {
+                            expected[at(s)] += p * p;
+                        }
+                        if let Some(s) = spec.index(super::super::Statistic::CrossEntropy) {
+                            expected[at(s)] += cross_entropy(input, x, id > 0);
+                        }
+                    }
+                    assert_close(&sums(spec, &x, &ids, rows), &expected, 1e-9, "f64 sums");
+                    assert_close(&sums(spec, &x, &ids32, rows), &expected, 1e-9, "f64 sums, i32 ids");
+                    // f32 inputs: the probabilities are rounded to f32, the sums are f64.
+                    assert_close(&sums(spec, &x32, &ids32, rows), &expected, 1e-6, "f32 sums");
+
+                    // The gradient: made-up bin gradients, checked voxel by voxel.
+                    let grad: Vec<f64> = (0..rows * stats * bins).map(|i| (i as f64 * 0.7).sin()).collect();
+                    let g64 = gradient(spec, &x, &ids, &grad, rows);
+                    let g32 = gradient(spec, &x32, &ids32, &grad, rows);
+                    for (i, (&x, &id)) in x.iter().zip(&ids).enumerate() {
+                        let at =
+                            |s: Option<usize>| s.map_or(0.0, |s| grad[(i / voxels * stats + s) * bins + id as usize]);
+                        let (gp, gp2, gce) = (
+                            at(Some(0)),
+                            at(spec.index(super::super::Statistic::Square)),
+                            at(spec.index(super::super::Statistic::CrossEntropy)),
+                        );
+                        let t = f64::from(u8::from(id > 0));
+                        let expected = |p: f64| {
+                            let (dp_dx, dce_dx) = match input {
+                                SumInput::Logits => (p * (1.0 - p), p - t),
+                                SumInput::Probabilities if t > 0.0 => (1.0, -1.0 / p.max(PROBABILITY_FLOOR)),
+                                SumInput::Probabilities => (1.0, 1.0 / (1.0 - p).max(PROBABILITY_FLOOR)),
+                            };
+                            (gp + 2.0 * gp2 * p) * dp_dx + gce * dce_dx
+                        };
+                        let e64 = expected(x.probability(input));
+                        assert!(
+                            (g64[i] - e64).abs() <= 1e-9 * e64.abs().max(1.0),
+                            "gradient[{i}]: {} vs {e64}",
+                            g64[i]
+                        );
+                        // f32: the same rule at the f32 probability the pass computes.
+                        let e32 = expected(f64::from(x32[i].probability(input)));
+                        let tolerance = 1e-4 * e32.abs().max(1.0);
+                        assert!((f64::from(g32[i]) - e32).abs() <= tolerance, "f32 gradient[{i}]: {} vs {e32}", g32[i]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Saturated and edge inputs: finite sums and gradients, the exact BCE gradient at 0.
+    #[test]
+    fn edges_give_finite_sums_and_gradients() {
+        let x = [f32::INFINITY, f32::NEG_INFINITY, 0.0, f32::INFINITY, f32::NEG_INFINITY, 0.0, 1e30, -1e30];
+        let ids = [0i32, 0, 0, 1, 1, 1, 1, 0];
+        let spec = InstanceSumsSpec::new(SumInput::Logits, 2).with_squares(true).with_cross_entropy(true);
+        let s = sums(spec, &x, &ids, 1);
+        assert!(s.iter().all(|v| v.is_finite()), "{s:?}");
+        let grad = vec![1.0; spec.statistics() * 2];
+        let g = gradient(spec, &x, &ids, &grad, 1);
+        assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
+        // Only the cross-entropy's gradient survives saturation: sigmoid(x) - t.
+        assert_eq!(g[0], 1.0);
+        assert!(g[1].abs() < 1e-30, "{}", g[1]);
+        assert_eq!(&g[3..5], &[0.0, -1.0]);
+        // At x = 0: p = 1/2, (1 + 2 * 1/2) * 1/4 + (1/2 - t).
+        assert_eq!(g[2], 0.5 + 0.5);
+        assert_eq!(g[5], 0.5 - 0.5);
+
+        let p = [0.0f64, 1.0, 0.0, 1.0];
+        let ids = [0i64, 0, 1, 1];
+        let spec = InstanceSumsSpec::new(SumInput::Probabilities, 2).with_cross_entropy(true);
+        let s = sums(spec, &p, &ids, 1);
+        assert!(s.iter().all(|v| v.is_finite()), "{s:?}");
+        let g = gradient(spec, &p, &ids, &[0.0, 0.0, 0.0, 0.0, 1.0, 1.0], 1);
+        let expected = [1.0, 1e12, -1e12, -1.0];
+        assert!(g.iter().zip(expected).all(|(a, b)| (a - b).abs() <= 1e-9 * b.abs()), "{g:?}");
+    }
+}

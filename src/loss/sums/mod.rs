@@ -1,0 +1,216 @@
+//! The engine of the loss: per-instance sums of voxel statistics, one differentiable burn op.
+//!
+//! [`instance_sums`] reads a `[rows, voxels]` tensor of network outputs and a `[rows, voxels]` map
+//! of bin indices (instance ids: 0 is the background) and returns, for every row and every bin,
+//! the sums of the voxel statistics a region loss needs ([`Statistic`]): the probabilities, the
+//! voxel count, the squared probabilities and the binary cross-entropy. Every base loss of the
+//! crate (soft Dice, Tversky, BCE) is a function of these sums, so one pass over the voxels
+//! scores every instance, however many there are.
+//!
+//! It is a burn backend extension ([`InstanceSumsBackend`]) with its own backward pass:
+//! - flex (CPU): fused host passes with rayon, sums in `f64`;
+//! - burn's cube backend (wgpu, cuda; crate feature `wgpu` or `cuda`): one kernel for the sums
+//!   (background voxels reduced per workgroup, instance voxels added into per-chunk bins with
+//!   float atomics, or a compare-and-swap loop where the device has none; `f32` partials summed in
+//!   a tree) and one for the gradient, through burn's kernel fusion as well;
+//! - autodiff on either: the gradient of the sums with respect to the outputs is a gather of the
+//!   upstream bin gradients by id, chained through the activation.
+//!
+//! On other backends (and with [`Engine::Scatter`](crate::loss::Engine)) the same sums are made
+//! from burn's tensor operations (`scatter` with `Add`): same values, slower.
+
+mod autodiff;
+#[cfg(feature = "cube")]
+mod cube;
+mod flex;
+mod scatter;
+mod spec;
+
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, DispatchDevice, backend_extension};
+use burn::tensor::{DType, Device, Int, Tensor};
+
+pub(crate) use scatter::scatter_sums;
+pub use spec::{InstanceSumsSpec, Statistic, SumInput};
+
+use crate::Error;
+
+/// The backend extension behind [`instance_sums`]: the forward sums and their backward pass.
+///
+/// Implemented for burn's flex backend, its cube backend (with the crate feature `wgpu` or
+/// `cuda`), kernel fusion over it, and autodiff over any of them. Call it through
+/// [`instance_sums`], which checks its inputs: the methods index bins by id without bounds
+/// checks on the GPU.
+///
+/// # Example
+/// ```
+/// use blob_loss::loss::sums::{instance_sums, InstanceSumsSpec, SumInput};
+/// use burn::tensor::{Device, Int, Tensor};
+///
+/// let device = Device::flex();
+/// let logits = Tensor::<2>::from_floats([[0.0, 0.0, 0.0]], &device);
+/// let ids = Tensor::<2, Int>::from_ints([[0, 1, 1]], &device);
+/// let sums = instance_sums(logits, ids, InstanceSumsSpec::new(SumInput::Logits, 2))?;
+/// assert_eq!(sums.dims(), [1, 2, 2]); // [rows, statistics, bins]
+/// # Ok::<(), blob_loss::Error>(())
+/// ```
+#[backend_extension(Flex, Cube: cfg(feature = "cube"), Fusion: cfg(feature = "cube"), Autodiff)]
+pub trait InstanceSumsBackend: Backend {
+    /// The sums, `[rows, statistics, bins]`, from outputs `x` `[rows, voxels]` and bin indices
+    /// `ids` `[rows, voxels]`, each in `0..spec.bins`. `f64` on flex, `f32` on the cube backend.
+    #[fusion(dtype = burn::tensor::DType::F32, shape = spec.output_shape(x))]
+    fn instance_sums(x: FloatTensor<Self>, ids: IntTensor<Self>, spec: InstanceSumsSpec) -> FloatTensor<Self>;
+
+    /// The gradient with respect to `x` (in `x`'s dtype) of a scalar whose gradient with respect
+    /// to the sums is `grad` (`[rows, statistics, bins]`).
+    #[fusion(dtype = x, shape = x)]
+    fn instance_sums_backward(
+        grad: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        ids: IntTensor<Self>,
+        spec: InstanceSumsSpec,
+    ) -> FloatTensor<Self>;
+}
+
+/// Per-bin sums of voxel statistics, differentiable with respect to `values`.
+///
+/// - `values`: `[rows, voxels]` logits ([`SumInput::Logits`]) or probabilities
+///   ([`SumInput::Probabilities`]), any float dtype.
+/// - `ids`: `[rows, voxels]` bin indices in `0..spec.bins` (0 is the background: its voxels
+///   have target 0, every other bin's target 1).
+///
+/// Returns `[rows, spec.statistics(), spec.bins]`, statistics in the order of [`Statistic`]:
+/// `f64` on flex, `f32` on GPU backends. One host read (the smallest and largest id) checks
+/// the ids first.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when the shapes differ, [`Error::NegativeInstanceId`] and
+/// [`Error::InvalidArgument`] for ids outside `0..spec.bins`.
+///
+/// # Example
+/// ```
+/// use blob_loss::loss::sums::{instance_sums, InstanceSumsSpec, Statistic, SumInput};
+/// use burn::tensor::{Device, Int, Tensor};
+///
+/// let device = Device::flex().autodiff();
+/// let p = Tensor::<2>::from_floats([[0.5, 1.0, 0.25]], &device).require_grad();
+/// let ids = Tensor::<2, Int>::from_ints([[0, 1, 1]], &device);
+/// let spec = InstanceSumsSpec::new(SumInput::Probabilities, 2);
+/// let sums = instance_sums(p.clone(), ids, spec)?;
+/// let at = |s: Statistic, bin: usize| -> f64 {
+///     sums.clone().slice([0..1, spec.index(s).unwrap()..spec.index(s).unwrap() + 1, bin..bin + 1]).into_scalar()
+/// };
+/// assert_eq!(at(Statistic::Probability, 1), 1.25);
+/// assert_eq!(at(Statistic::Count, 0), 1.0);
+/// // d(sum of p in bin 1) / dp = 1 on the voxels of bin 1.
+/// let grads = sums.slice([0..1, 0..1, 1..2]).sum().backward();
+/// let g: Vec<f32> = p.grad(&grads).unwrap().into_data().to_vec().unwrap();
+/// assert_eq!(g, [0.0, 1.0, 1.0]);
+/// # Ok::<(), blob_loss::Error>(())
+/// ```
+pub fn instance_sums(values: Tensor<2>, ids: Tensor<2, Int>, spec: InstanceSumsSpec) -> Result<Tensor<3>, Error> {
+    if ids.dims() != values.dims() {
+        return Err(Error::ShapeMismatch {
+            what: "ids vs values",
+            expected: values.dims().to_vec(),
+            found: ids.dims().to_vec(),
+        });
+    }
+    if values.shape().num_elements() > 0 {
+        let (min, max) = id_range(&ids);
+        if min < 0 {
+            return Err(Error::NegativeInstanceId { value: min });
+        }
+        if max as u128 >= spec.bins as u128 {
+            return Err(Error::InvalidArgument(format!("id {max} is not below the number of bins {}", spec.bins)));
+        }
+    }
+    Ok(sums_unchecked(values, ids, spec, Engine::Fused))
+}
+
+/// How the sums are computed.
+#[derive(burn::config::Config, Debug, PartialEq, Eq, Copy, Hash)]
+pub enum Engine {
+    /// The [`InstanceSumsBackend`] op: host passes on flex, the cube kernel on wgpu and cuda.
+    /// Backends without it (for example a build without the crate's `wgpu` feature running on a
+    /// wgpu device) take [`Engine::Scatter`].
+    Fused,
+    /// burn's generic tensor operations (`scatter` with `Add` into the bins): the reference,
+    /// several times slower; its gradient comes from burn's autodiff.
+    Scatter,
+}
+
+/// [`instance_sums`] without the checks: `ids` must be in `0..spec.bins`.
+pub(crate) fn sums_unchecked(
+    values: Tensor<2>,
+    ids: Tensor<2, Int>,
+    spec: InstanceSumsSpec,
+    engine: Engine,
+) -> Tensor<3> {
+    if engine == Engine::Scatter || !has_fused_op(&values.device()) {
+        return scatter_sums(values, ids, spec);
+    }
+    let ids = if matches!(ids.dtype(), DType::I32) { ids } else { ids.cast(burn::tensor::IntDType::I32) };
+    let sums = <burn::backend::Dispatch as InstanceSumsBackend>::instance_sums(
+        values.into_dispatch(),
+        ids.into_dispatch(),
+        spec,
+    );
+    Tensor::from_dispatch(sums)
+}
+
+/// Whether this build has the fused op for the device's backend.
+pub(crate) fn has_fused_op(device: &Device) -> bool {
+    let device = device.clone().without_autodiff();
+    #[allow(unreachable_patterns)]
+    match device.as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "cube")]
+        DispatchDevice::Cube(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether the device is burn's CPU backend, flex (which every read reaches for free).
+pub(crate) fn is_flex(device: &Device) -> bool {
+    matches!(device.clone().without_autodiff().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// The smallest and largest id, in one host read (0 and 0 for an empty map).
+pub(crate) fn id_range<const D: usize>(ids: &Tensor<D, Int>) -> (i64, i64) {
+    if ids.shape().num_elements() == 0 {
+        return (0, 0);
+    }
+    let flat = ids.clone().reshape([-1]);
+    let extremes = Tensor::cat(vec![flat.clone().min(), flat.max()], 0).into_data().convert::<i64>();
+    let extremes: Vec<i64> = extremes.try_to_vec().expect("converted to i64");
+    (extremes[0], extremes[1])
+}
+
+impl InstanceSumsSpec {
+    /// The shape of the sums for outputs of shape `x` (`[rows, voxels]`), for kernel fusion.
+    #[cfg(feature = "cube")]
+    fn output_shape(&self, x: &burn::tensor::Shape) -> burn::tensor::Shape {
+        burn::tensor::Shape::new([x[0], self.statistics(), self.bins])
+    }
+}
+
+/// Whether the cube kernel adds instance runs with the device's native `f32` atomics (`true`) or
+/// a compare-and-swap loop (`false`); `None` for devices it does not run on (flex takes host
+/// passes). For benchmarks and diagnostics.
+///
+/// # Example
+/// ```
+/// use blob_loss::loss::sums::native_float_atomics;
+/// use burn::tensor::Device;
+///
+/// assert_eq!(native_float_atomics(&Device::flex()), None);
+/// ```
+pub fn native_float_atomics(device: &Device) -> Option<bool> {
+    #[allow(unreachable_patterns)]
+    match device.clone().without_autodiff().as_dispatch() {
+        #[cfg(feature = "cube")]
+        DispatchDevice::Cube(cube_device) => Some(cube::atomic_add(&cube_device.client()) == cube::AtomicAdd::Native),
+        _ => None,
+    }
+}
