@@ -577,7 +577,8 @@ fn every_float_dtype_works() {
                 );
                 let grad = x.grad(&total.backward()).unwrap();
                 assert_eq!(grad.dtype(), DType::from(dtype), "{engine:?}");
-                assert!(to_vec(grad.cast(FloatDType::F32).reshape([-1])).iter().all(|g| g.is_finite()));
+                let grad = to_vec(grad.cast(FloatDType::F32).reshape([-1]));
+                assert!(grad.iter().all(|g| g.is_finite()), "{dtype:?} {engine:?} {config:?}: {grad:?}");
             }
         }
     }

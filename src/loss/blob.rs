@@ -243,7 +243,12 @@ impl BlobLoss {
         let ids = bin_ids(instances.reshape([rows, voxels]), config.max_bins, spec(SumInput::Logits, 1).statistics())?;
         let (values, input) = match config.activation {
             Activation::Sigmoid => (outputs.reshape([rows, voxels]), SumInput::Logits),
-            Activation::Softmax => (softmax(outputs, 1).reshape([rows, voxels]), SumInput::Probabilities),
+            Activation::Softmax => {
+                // GPU shaders have no f64 exp: there the softmax of f64 outputs is taken in f32.
+                let outputs =
+                    if dtype == FloatDType::F64 && !is_flex(&device) { outputs.cast(FloatDType::F32) } else { outputs };
+                (softmax(outputs, 1).reshape([rows, voxels]), SumInput::Probabilities)
+            }
             Activation::None => (outputs.reshape([rows, voxels]), SumInput::Probabilities),
         };
         let spec = spec(input, ids.bins);
