@@ -237,21 +237,20 @@ impl BlobLoss {
         let voxels: usize = dims[2..].iter().product();
         let device = outputs.device();
         let dtype = FloatDType::from(outputs.dtype());
-        let spec = |input, bins| {
-            InstanceSumsSpec::new(input, bins).with_squares(self.needs_p2()).with_cross_entropy(self.needs_bce())
-        };
-        let ids = bin_ids(instances.reshape([rows, voxels]), config.max_bins, spec(SumInput::Logits, 1).statistics())?;
+        let on_flex = is_flex(&device);
         let (values, input) = match config.activation {
             Activation::Sigmoid => (outputs.reshape([rows, voxels]), SumInput::Logits),
             Activation::Softmax => {
                 // GPU shaders have no f64 exp: there the softmax of f64 outputs is taken in f32.
                 let outputs =
-                    if dtype == FloatDType::F64 && !is_flex(&device) { outputs.cast(FloatDType::F32) } else { outputs };
+                    if dtype == FloatDType::F64 && !on_flex { outputs.cast(FloatDType::F32) } else { outputs };
                 (softmax(outputs, 1).reshape([rows, voxels]), SumInput::Probabilities)
             }
             Activation::None => (outputs.reshape([rows, voxels]), SumInput::Probabilities),
         };
-        let spec = spec(input, ids.bins);
+        let spec = InstanceSumsSpec::new(input, 0).with_squares(self.needs_p2()).with_cross_entropy(self.needs_bce());
+        let ids = bin_ids(instances.reshape([rows, voxels]), config.max_bins, spec.statistics())?;
+        let spec = InstanceSumsSpec { bins: ids.bins, ..spec };
         let sums = sums_unchecked(values, ids.ids, spec, config.engine);
         let stat = |s: Statistic| {
             spec.index(s).map(|i| sums.clone().slice([0..rows, i..i + 1, 0..ids.bins]).reshape([rows, ids.bins]))
@@ -266,7 +265,7 @@ impl BlobLoss {
         let global = self.global_term(&bins);
         let blob = self.blob_term(&bins, dims[0], dims[1]);
         let total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
-        if is_flex(&device) {
+        if on_flex {
             let value = total.clone().into_scalar::<f64>();
             if !value.is_finite() {
                 return Err(Error::NonFiniteLoss { value });

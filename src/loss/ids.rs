@@ -27,10 +27,7 @@ pub(crate) struct BinIds {
 /// (`rows x (1 + instances in the fullest row)`) exceed `max_bins`.
 pub(crate) fn bin_ids(ids: Tensor<2, Int>, max_bins: usize, statistics: usize) -> Result<BinIds, Error> {
     let [rows, voxels] = ids.dims();
-    let (min, max) = id_range(&ids);
-    if min < 0 {
-        return Err(Error::NegativeInstanceId { value: min });
-    }
+    let (_, max) = id_range(&ids)?;
     let total = |bins: u128| rows as u128 * bins;
     if (max as u128) < voxels.max(1) as u128 && total(max as u128 + 1) <= max_bins as u128 {
         return Ok(BinIds { ids, bins: max as usize + 1 });

@@ -14,7 +14,7 @@ use burn::tensor::{DType, FloatDType, IntDType, Shape};
 use rayon::prelude::*;
 
 use super::InstanceSumsBackend;
-use super::spec::{InstanceSumsSpec, PROBABILITY_FLOOR, SumInput, cross_entropy};
+use super::spec::{InstanceSumsSpec, PROBABILITY_FLOOR, Statistic, SumInput, cross_entropy};
 use crate::loss::fast_math;
 
 /// Voxels per parallel task, at least: a task spans more voxels when there are more bins, so that
@@ -226,15 +226,18 @@ fn sums<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], rows
 /// One task of [`sums`]: `[statistic][bin]` sums of a stretch of one row.
 fn sum_task<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I]) -> Vec<f64> {
     let bins = spec.bins;
-    let squares = spec.squares;
-    let ce_at = spec.cross_entropy.then(|| (spec.statistics() - 1) * bins);
+    // Where each statistic's bins start in `acc`.
+    let at = |s: Statistic| spec.index(s).map(|i| i * bins);
+    let count_at = at(Statistic::Count).expect("always summed");
+    let (square_at, ce_at) = (at(Statistic::Square), at(Statistic::CrossEntropy));
+    let squares = square_at.is_some();
     let mut acc = vec![0f64; bins * spec.statistics()];
     let add = |acc: &mut [f64], x: R, p: R, id: I| {
         let (b, p) = (id.bin(), p.to_f64());
         acc[b] += p;
-        acc[bins + b] += 1.0;
-        if squares {
-            acc[2 * bins + b] += p * p;
+        acc[count_at + b] += 1.0;
+        if let Some(at) = square_at {
+            acc[at + b] += p * p;
         }
         if let Some(at) = ce_at {
             acc[at + b] += cross_entropy(spec.input, x.to_f64(), b > 0);
@@ -273,9 +276,9 @@ fn sum_task<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I]) 
         add(&mut acc, x, x.probability(spec.input), id);
     }
     acc[0] += lanes[0].iter().sum::<f64>();
-    acc[bins] += background as f64;
-    if squares {
-        acc[2 * bins] += lanes[1].iter().sum::<f64>();
+    acc[count_at] += background as f64;
+    if let Some(at) = square_at {
+        acc[at] += lanes[1].iter().sum::<f64>();
     }
     if let Some(at) = ce_at {
         acc[at] += lanes[2].iter().sum::<f64>();
@@ -290,7 +293,7 @@ fn gradient<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], 
     let bins = spec.bins;
     let stat =
         |s: Option<usize>, row: usize, b: usize| s.map_or(0.0, |s| grad[(row * spec.statistics() + s) * bins + b]);
-    let (square, ce) = (spec.index(super::Statistic::Square), spec.index(super::Statistic::CrossEntropy));
+    let (square, ce) = (spec.index(Statistic::Square), spec.index(Statistic::CrossEntropy));
     let len = task_len(bins);
     let mut out = vec![R::from_f64(0.0); x.len()];
     out.par_chunks_mut(voxels).zip(x.par_chunks(voxels).zip(ids.par_chunks(voxels))).enumerate().for_each(

@@ -28,7 +28,7 @@ mod spec;
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, DispatchDevice, backend_extension};
-use burn::tensor::{DType, Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
 pub(crate) use scatter::scatter_sums;
 pub use spec::{InstanceSumsSpec, Statistic, SumInput};
@@ -116,14 +116,9 @@ pub fn instance_sums(values: Tensor<2>, ids: Tensor<2, Int>, spec: InstanceSumsS
             found: ids.dims().to_vec(),
         });
     }
-    if values.shape().num_elements() > 0 {
-        let (min, max) = id_range(&ids);
-        if min < 0 {
-            return Err(Error::NegativeInstanceId { value: min });
-        }
-        if max as u128 >= spec.bins as u128 {
-            return Err(Error::InvalidArgument(format!("id {max} is not below the number of bins {}", spec.bins)));
-        }
+    let (_, max) = id_range(&ids)?;
+    if values.shape().num_elements() > 0 && max as u128 >= spec.bins as u128 {
+        return Err(Error::InvalidArgument(format!("id {max} is not below the number of bins {}", spec.bins)));
     }
     Ok(sums_unchecked(values, ids, spec, Engine::Fused))
 }
@@ -150,7 +145,8 @@ pub(crate) fn sums_unchecked(
     if engine == Engine::Scatter || !has_fused_op(&values.device()) {
         return scatter_sums(values, ids, spec);
     }
-    let ids = if matches!(ids.dtype(), DType::I32) { ids } else { ids.cast(burn::tensor::IntDType::I32) };
+    // Each backend reads the ids in the integer types it has (flex: i32 and i64 as they are; the
+    // cube kernel casts to i32).
     let sums = <burn::backend::Dispatch as InstanceSumsBackend>::instance_sums(
         values.into_dispatch(),
         ids.into_dispatch(),
@@ -177,14 +173,20 @@ pub(crate) fn is_flex(device: &Device) -> bool {
 }
 
 /// The smallest and largest id, in one host read (0 and 0 for an empty map).
-pub(crate) fn id_range<const D: usize>(ids: &Tensor<D, Int>) -> (i64, i64) {
+///
+/// # Errors
+/// [`Error::NegativeInstanceId`] when the smallest is negative.
+pub(crate) fn id_range<const D: usize>(ids: &Tensor<D, Int>) -> Result<(i64, i64), Error> {
     if ids.shape().num_elements() == 0 {
-        return (0, 0);
+        return Ok((0, 0));
     }
     let flat = ids.clone().reshape([-1]);
     let extremes = Tensor::cat(vec![flat.clone().min(), flat.max()], 0).into_data().convert::<i64>();
     let extremes: Vec<i64> = extremes.try_to_vec().expect("converted to i64");
-    (extremes[0], extremes[1])
+    if extremes[0] < 0 {
+        return Err(Error::NegativeInstanceId { value: extremes[0] });
+    }
+    Ok((extremes[0], extremes[1]))
 }
 
 impl InstanceSumsSpec {
@@ -212,5 +214,26 @@ pub fn native_float_atomics(device: &Device) -> Option<bool> {
         #[cfg(feature = "cube")]
         DispatchDevice::Cube(cube_device) => Some(cube::atomic_add(&cube_device.client()) == cube::AtomicAdd::Native),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_inputs_are_clear_errors() {
+        let device = Device::flex();
+        let values = Tensor::<2>::zeros([1, 3], &device);
+        let spec = InstanceSumsSpec::new(SumInput::Logits, 2);
+        let err = instance_sums(values.clone(), Tensor::<2, Int>::zeros([1, 2], &device), spec).unwrap_err();
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+        let negative = Tensor::<2, Int>::from_ints([[0, -2, 1]], &device);
+        assert_eq!(instance_sums(values.clone(), negative, spec).unwrap_err(), Error::NegativeInstanceId { value: -2 });
+        let too_large = Tensor::<2, Int>::from_ints([[0, 2, 1]], &device);
+        let err = instance_sums(values.clone(), too_large, spec).unwrap_err();
+        assert!(err.to_string().contains("id 2 is not below the number of bins 2"), "{err}");
+        let ok = instance_sums(values, Tensor::<2, Int>::from_ints([[0, 1, 1]], &device), spec).unwrap();
+        assert_eq!(ok.dims(), [1, 2, 2]);
     }
 }
