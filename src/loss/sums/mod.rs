@@ -31,7 +31,7 @@ use burn::backend::{Backend, DispatchDevice, backend_extension};
 use burn::tensor::{Device, Int, Tensor};
 
 pub(crate) use scatter::scatter_sums;
-pub use spec::{InstanceSumsSpec, Statistic, SumInput};
+pub use spec::{InstanceSumsSpec, MAX_LOGIT_CROSS_ENTROPY, PROBABILITY_FLOOR, Statistic, SumInput};
 
 use crate::Error;
 
