@@ -2,15 +2,21 @@
 //!
 //! The forward pass reads every voxel once (its probability computed on the fly, never stored)
 //! and adds its statistics into `f64` bins; blocks of 8 background voxels (the common case) are
-//! summed in lanes without a bin lookup per voxel. The backward pass reads every voxel once more
-//! and writes its gradient from the upstream gradients of its bin. Inputs in `f32` use a
-//! vectorisable sigmoid ([`fast_math`](crate::loss::fast_math)); `f64` inputs are computed in
-//! `f64` (finite differences); `f16` and `bf16` go through `f32`.
+//! summed in lanes without a bin lookup per voxel. The backward pass reads every voxel once more:
+//! it writes every voxel's gradient as if it were background (one branch-free loop), then
+//! rewrites the voxels of the blocks that hold an instance from the gradients of their bins.
+//! Inputs in `f32` use a vectorisable sigmoid ([`fast_math`](crate::loss::fast_math)); `f64`
+//! inputs are computed in `f64` (finite differences); `f16` and `bf16` go through `f32`.
+//!
+//! Whether the inputs are logits or probabilities is a const parameter of the loops, and each
+//! task runs through [`pulp`]'s run-time dispatch, so the loops vectorise on AVX2 where the CPU
+//! has it (SSE2 otherwise) with the same results.
 
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::{FloatTensorOps, IntTensorOps};
 use burn::backend::{Bytes, Flex};
 use burn::tensor::{DType, FloatDType, IntDType, Shape};
+use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::InstanceSumsBackend;
@@ -136,13 +142,16 @@ fn all_background<I: InstanceId>(ids: &[I; BLOCK]) -> bool {
 }
 
 /// A float type the passes compute in: `f32` or `f64`.
+///
+/// `LOGITS` says whether the inputs are logits ([`SumInput::Logits`]) or probabilities: a
+/// compile-time parameter, so that the loops over voxels have no branch on it and vectorise.
 trait Real: Copy + Send + Sync + 'static {
     fn to_f64(self) -> f64;
     fn from_f64(value: f64) -> Self;
     /// The probability of an input.
-    fn probability(self, input: SumInput) -> Self;
+    fn probability<const LOGITS: bool>(self) -> Self;
     /// The gradient of one voxel from its input and its bin's gradients.
-    fn voxel_gradient(self, input: SumInput, target: bool, g: &BinGradient<Self>) -> Self;
+    fn voxel_gradient<const LOGITS: bool>(self, target: bool, g: &BinGradient<Self>) -> Self;
 }
 
 /// The upstream gradients of one bin, in the type of the voxels.
@@ -167,28 +176,24 @@ macro_rules! real {
             }
 
             #[inline(always)]
-            fn probability(self, input: SumInput) -> Self {
-                match input {
-                    SumInput::Logits => $sigmoid(self),
-                    SumInput::Probabilities => self,
-                }
+            fn probability<const LOGITS: bool>(self) -> Self {
+                if LOGITS { $sigmoid(self) } else { self }
             }
 
             /// Logits: `dp/dx = p (1 - p)` and `d(cross-entropy)/dx = p - t`. Probabilities:
             /// `dp/dx = 1` and `d(-ln q)/dp = -1/q` (target 1) or `1/(1 - p)` (target 0), taken at
             /// the clamped `q`.
             #[inline(always)]
-            fn voxel_gradient(self, input: SumInput, target: bool, g: &BinGradient<Self>) -> Self {
-                let t: $t = if target { 1.0 } else { 0.0 };
-                let p = self.probability(input);
+            fn voxel_gradient<const LOGITS: bool>(self, target: bool, g: &BinGradient<Self>) -> Self {
+                let p = self.probability::<LOGITS>();
                 let dsums = g.p + g.p2 * 2.0 * p;
-                match input {
-                    SumInput::Logits => dsums * p * (1.0 - p) + g.ce * (p - t),
-                    SumInput::Probabilities => {
-                        let floor = PROBABILITY_FLOOR as $t;
-                        let dce = if target { -1.0 / p.max(floor) } else { 1.0 / (1.0 - p).max(floor) };
-                        dsums + g.ce * dce
-                    }
+                if LOGITS {
+                    let t: $t = if target { 1.0 } else { 0.0 };
+                    dsums * p * (1.0 - p) + g.ce * (p - t)
+                } else {
+                    let floor = PROBABILITY_FLOOR as $t;
+                    let dce = if target { -1.0 / p.max(floor) } else { 1.0 / (1.0 - p).max(floor) };
+                    dsums + g.ce * dce
                 }
             }
         }
@@ -205,6 +210,18 @@ fn task_len(bins: usize) -> usize {
 
 /// The sums, `[rows, statistics, bins]` row-major, of `x` and `ids` (`[rows, voxels]`).
 fn sums<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], rows: usize) -> Vec<f64> {
+    match spec.input {
+        SumInput::Logits => sums_of::<true, R, I>(spec, x, ids, rows),
+        SumInput::Probabilities => sums_of::<false, R, I>(spec, x, ids, rows),
+    }
+}
+
+fn sums_of<const LOGITS: bool, R: Real, I: InstanceId>(
+    spec: InstanceSumsSpec,
+    x: &[R],
+    ids: &[I],
+    rows: usize,
+) -> Vec<f64> {
     let voxels = (x.len() / rows.max(1)).max(1);
     let per_row = spec.bins * spec.statistics();
     let len = task_len(spec.bins);
@@ -213,7 +230,9 @@ fn sums<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], rows
         .zip(ids.par_chunks(voxels))
         .enumerate()
         .flat_map(|(row, (x, ids))| {
-            x.par_chunks(len).zip(ids.par_chunks(len)).map(move |(x, ids)| (row, sum_task(spec, x, ids)))
+            x.par_chunks(len)
+                .zip(ids.par_chunks(len))
+                .map(move |(x, ids)| (row, Arch::new().dispatch(SumTask::<LOGITS, R, I> { spec, x, ids })))
         })
         .collect();
     let mut all = vec![0f64; rows * per_row];
@@ -224,7 +243,28 @@ fn sums<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], rows
 }
 
 /// One task of [`sums`]: `[statistic][bin]` sums of a stretch of one row.
-fn sum_task<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I]) -> Vec<f64> {
+///
+/// A [`WithSimd`] operation: [`Arch::dispatch`] runs it compiled for the widest vector
+/// instructions the CPU offers (AVX2 where the CPU has it, found at run time; SSE2 otherwise), and
+/// the loops over voxels inlined into it vectorise on them. No fused multiply-adds are formed
+/// (Rust does not contract floating-point operations): every path gives the same bits.
+struct SumTask<'a, const LOGITS: bool, R, I> {
+    spec: InstanceSumsSpec,
+    x: &'a [R],
+    ids: &'a [I],
+}
+
+impl<const LOGITS: bool, R: Real, I: InstanceId> WithSimd for SumTask<'_, LOGITS, R, I> {
+    type Output = Vec<f64>;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) -> Vec<f64> {
+        sum_task::<LOGITS, R, I>(self.spec, self.x, self.ids)
+    }
+}
+
+#[inline(always)]
+fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I]) -> Vec<f64> {
     let bins = spec.bins;
     // Where each statistic's bins start in `acc`.
     let at = |s: Statistic| spec.index(s).map(|i| i * bins);
@@ -249,8 +289,11 @@ fn sum_task<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I]) 
     let mut lanes = [[0f64; BLOCK]; 3];
     let mut background = 0usize;
     for (x, ids) in blocks.iter().zip(id_blocks) {
-        // A loop without bins that the compiler vectorises.
-        let p = x.map(|x| x.probability(spec.input));
+        // Plain loops over the lanes, without bins, that the compiler vectorises.
+        let mut p = [R::from_f64(0.0); BLOCK];
+        for (p, &x) in p.iter_mut().zip(x) {
+            *p = x.probability::<LOGITS>();
+        }
         if all_background(ids) {
             background += BLOCK;
             for (lane, p) in lanes[0].iter_mut().zip(p) {
@@ -273,7 +316,7 @@ fn sum_task<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I]) 
         }
     }
     for (&x, &id) in tail.iter().zip(id_tail) {
-        add(&mut acc, x, x.probability(spec.input), id);
+        add(&mut acc, x, x.probability::<LOGITS>(), id);
     }
     acc[0] += lanes[0].iter().sum::<f64>();
     acc[count_at] += background as f64;
@@ -289,6 +332,19 @@ fn sum_task<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I]) 
 /// The gradient with respect to `x` of a scalar whose gradient with respect to the sums is
 /// `grad` (`[rows, statistics, bins]`).
 fn gradient<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], grad: &[f64], rows: usize) -> Vec<R> {
+    match spec.input {
+        SumInput::Logits => gradient_of::<true, R, I>(spec, x, ids, grad, rows),
+        SumInput::Probabilities => gradient_of::<false, R, I>(spec, x, ids, grad, rows),
+    }
+}
+
+fn gradient_of<const LOGITS: bool, R: Real, I: InstanceId>(
+    spec: InstanceSumsSpec,
+    x: &[R],
+    ids: &[I],
+    grad: &[f64],
+    rows: usize,
+) -> Vec<R> {
     let voxels = (x.len() / rows.max(1)).max(1);
     let bins = spec.bins;
     let stat =
@@ -305,34 +361,74 @@ fn gradient<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], 
                     ce: R::from_f64(stat(ce, row, b)),
                 })
                 .collect();
-            let background = bin_grads[0];
             out.par_chunks_mut(len).zip(x.par_chunks(len).zip(ids.par_chunks(len))).for_each(|(out, (x, ids))| {
-                let mixed = |out: &mut [R], x: &[R], ids: &[I]| {
-                    for ((out, &x), &id) in out.iter_mut().zip(x).zip(ids) {
-                        *out = x.voxel_gradient(spec.input, id.bin() > 0, &bin_grads[id.bin()]);
-                    }
-                };
-                let (blocks, tail) = out.as_chunks_mut::<BLOCK>();
-                let (x_blocks, x_tail) = x.as_chunks::<BLOCK>();
-                let (id_blocks, id_tail) = ids.as_chunks::<BLOCK>();
-                for ((out, x), ids) in blocks.iter_mut().zip(x_blocks).zip(id_blocks) {
-                    if all_background(ids) {
-                        *out = x.map(|x| x.voxel_gradient(spec.input, false, &background));
-                    } else {
-                        mixed(out, x, ids);
-                    }
-                }
-                mixed(tail, x_tail, id_tail);
+                Arch::new().dispatch(GradientTask::<LOGITS, R, I> { out, x, ids, bin_grads: &bin_grads })
             });
         },
     );
     out
 }
 
+/// One task of [`gradient`]: the gradient of a stretch of one row, from the bin gradients of
+/// that row; dispatched like [`SumTask`].
+struct GradientTask<'a, const LOGITS: bool, R, I> {
+    out: &'a mut [R],
+    x: &'a [R],
+    ids: &'a [I],
+    bin_grads: &'a [BinGradient<R>],
+}
+
+impl<const LOGITS: bool, R: Real, I: InstanceId> WithSimd for GradientTask<'_, LOGITS, R, I> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        gradient_task::<LOGITS, R, I>(self.out, self.x, self.ids, self.bin_grads);
+    }
+}
+
+#[inline(always)]
+fn gradient_task<const LOGITS: bool, R: Real, I: InstanceId>(
+    out: &mut [R],
+    x: &[R],
+    ids: &[I],
+    bin_grads: &[BinGradient<R>],
+) {
+    let background = bin_grads[0];
+    // Every voxel as background first, in one loop the compiler vectorises...
+    for (out, &x) in out.iter_mut().zip(x) {
+        *out = x.voxel_gradient::<LOGITS>(false, &background);
+    }
+    // ...then the instance voxels again, found a block at a time.
+    let instance = |out: &mut [R], x: &[R], ids: &[I]| {
+        for ((out, &x), &id) in out.iter_mut().zip(x).zip(ids) {
+            if id.bin() > 0 {
+                *out = x.voxel_gradient::<LOGITS>(true, &bin_grads[id.bin()]);
+            }
+        }
+    };
+    let (blocks, tail) = out.as_chunks_mut::<BLOCK>();
+    let (x_blocks, x_tail) = x.as_chunks::<BLOCK>();
+    let (id_blocks, id_tail) = ids.as_chunks::<BLOCK>();
+    for ((out, x), ids) in blocks.iter_mut().zip(x_blocks).zip(id_blocks) {
+        if !all_background(ids) {
+            instance(out, x, ids);
+        }
+    }
+    instance(tail, x_tail, id_tail);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_rng::Rng;
+
+    fn probability<R: Real>(x: R, input: SumInput) -> R {
+        match input {
+            SumInput::Logits => x.probability::<true>(),
+            SumInput::Probabilities => x.probability::<false>(),
+        }
+    }
 
     /// `rows` rows of `voxels` inputs and ids: long background stretches (whole blocks) and
     /// short instance runs, ids up to `max_id`.
@@ -383,7 +479,7 @@ mod tests {
                     // The definition, from the f64 inputs.
                     let mut expected = vec![0f64; rows * stats * bins];
                     for (i, (&x, &id)) in x.iter().zip(&ids).enumerate() {
-                        let p = x.probability(input);
+                        let p = probability(x, input);
                         let at = |s: usize| (i / voxels * stats + s) * bins + id as usize;
                         expected[at(0)] += p;
                         expected[at(1)] += 1.0;
@@ -420,14 +516,14 @@ mod tests {
                             };
                             (gp + 2.0 * gp2 * p) * dp_dx + gce * dce_dx
                         };
-                        let e64 = expected(x.probability(input));
+                        let e64 = expected(probability(x, input));
                         assert!(
                             (g64[i] - e64).abs() <= 1e-9 * e64.abs().max(1.0),
                             "gradient[{i}]: {} vs {e64}",
                             g64[i]
                         );
                         // f32: the same rule at the f32 probability the pass computes.
-                        let e32 = expected(f64::from(x32[i].probability(input)));
+                        let e32 = expected(f64::from(probability(x32[i], input)));
                         let tolerance = 1e-4 * e32.abs().max(1.0);
                         assert!((f64::from(g32[i]) - e32).abs() <= tolerance, "f32 gradient[{i}]: {} vs {e32}", g32[i]);
                     }
