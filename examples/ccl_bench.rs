@@ -1,4 +1,4 @@
-//! Connected-component labelling benchmark over the volumes of `shared/bench/ccl_data.py`.
+//! Connected-component labelling benchmark over the volumes of `scripts/ccl/ccl_data.py`.
 //!
 //! ```text
 //! cargo run --release --example ccl_bench -- DATA_DIR [--runs N] [--threads 1,2] [--json OUT] [--only a,b] [--conn 6,26]

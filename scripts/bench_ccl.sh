@@ -4,8 +4,8 @@
 #   scripts/bench_ccl.sh [RUNS] [ROUNDS]
 #
 # Needs python3 with venv and pip (network on first use). Writes the volumes of
-# ../shared/bench/ccl_data.py to $DATA_DIR (default ~/.cache/blob-loss-ccl-data), times
-# cc3d/scipy with ../shared/bench/ccl_bench.py and blob-loss with examples/ccl_bench.rs, volume by
+# scripts/ccl/ccl_data.py to $DATA_DIR (default ~/.cache/blob-loss-ccl-data), times
+# cc3d/scipy with scripts/ccl/ccl_bench.py and blob-loss with examples/ccl_bench.rs, volume by
 # volume in turn (peers first in odd rounds, blob-loss first in even ones), ROUNDS times (default
 # 1; the best round of each side is kept per cell: the machine's speed drifts from minute to
 # minute), and prints the markdown table of
@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-7}
 ROUNDS=${2:-1}
-BENCH=${BENCH_DIR:-../shared/bench}
+BENCH=${BENCH_DIR:-scripts/ccl}
 VENV=${VENV:-$HOME/.cache/blob-loss-bench-venv}
 DATA_DIR=${DATA_DIR:-$HOME/.cache/blob-loss-ccl-data}
 OUT=${CARGO_TARGET_DIR:-target}

@@ -1,4 +1,4 @@
-"""Times cc3d on one volume of ../shared/bench/ccl_data.py with one connectivity.
+"""Times cc3d on one volume of scripts/ccl/ccl_data.py with one connectivity.
 
     python scripts/cc3d_time.py DATA_DIR VOLUME CONN RUNS
 

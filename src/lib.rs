@@ -21,6 +21,14 @@
 //! mask[[6, 6, 6]] = 1;
 //! assert_eq!(label(mask.view(), Connectivity::TwentySix).unwrap().count, 2);
 //! ```
+//!
+//! # Cargo features
+//! - `flex` (default): burn's CPU backend, with the loss's fused host passes. Without it
+//!   (`default-features = false`) the crate needs only burn's core, autodiff and backend
+//!   extensions, for a GPU-only build.
+//! - `wgpu`, `cuda`: burn's GPU backends, with the loss's cube kernel (the feature `cube`, which
+//!   both turn on and which brings burn's kernel fusion).
+//! - `learner`: burn-train, for the `learner` example only.
 #![deny(missing_docs)]
 // Two `unsafe` blocks in the crate: advice to the kernel (`components/buffer.rs`) and SSE2
 // comparisons of bytes (`components/bits.rs`).

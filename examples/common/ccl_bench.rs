@@ -36,7 +36,7 @@ fn parse_args() -> Args {
             _ => parsed.data_dir = a.into(),
         }
     }
-    assert!(parsed.data_dir.is_dir(), "usage: ccl_bench DATA_DIR (written by shared/bench/ccl_data.py)");
+    assert!(parsed.data_dir.is_dir(), "usage: ccl_bench DATA_DIR (written by scripts/ccl/ccl_data.py)");
     parsed
 }
 

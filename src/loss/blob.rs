@@ -125,10 +125,31 @@ impl BlobLossConfig {
     }
 }
 
-/// The blob loss and its two unweighted parts, for logging.
+/// The blob loss, its two unweighted parts and the count behind the blob mean.
 ///
-/// All three are differentiable: backpropagate `total`, or any weighted combination of `global`
-/// and `blob` (a schedule of the weights, a warm-up).
+/// All three losses are differentiable: backpropagate `total`, or any weighted combination of
+/// `global` and `blob` (a schedule of the weights, a warm-up).
+///
+/// `global` is a mean over every `(element, channel)`, `blob` a mean over the batch elements that
+/// have instances, [`elements_with_instances`](Self::elements_with_instances) of them. To get
+/// the gradient of a whole batch from shards of it (data-parallel training, gradient
+/// accumulation), weight each shard's parts by its share of those counts and sum the shards'
+/// gradients: `global_weight * global * rows_k / rows + blob_weight * blob * n_k / n`, where
+/// `rows_k` and `n_k` are the shard's, `rows` and `n` the whole batch's (`tests/multi_device.rs`
+/// checks it).
+///
+/// # Example
+/// ```
+/// use blob_loss::loss::BlobLossConfig;
+/// use burn::tensor::{Device, Int, Tensor};
+///
+/// let device = Device::flex();
+/// let logits = Tensor::<4>::zeros([2, 1, 1, 4], &device);
+/// // Element 0 has two instances, element 1 none.
+/// let instances = Tensor::<4, Int>::from_ints([[[[1, 0, 2, 0]]], [[[0, 0, 0, 0]]]], &device);
+/// let parts = BlobLossConfig::new().init().forward_parts(logits, instances);
+/// assert_eq!(parts.elements_with_instances.into_scalar::<f32>(), 1.0);
+/// ```
 #[derive(Debug, Clone)]
 pub struct BlobLossOutput {
     /// `global_weight * global + blob_weight * blob`, shape `[1]`.
@@ -138,6 +159,9 @@ pub struct BlobLossOutput {
     /// The blob term, unweighted, shape `[1]` (0, with a zero gradient, when no element has an
     /// instance).
     pub blob: Tensor<1>,
+    /// How many batch elements have at least one instance (the denominator of the blob mean),
+    /// shape `[1]`, as a float without gradient.
+    pub elements_with_instances: Tensor<1>,
 }
 
 /// Blob loss: instance-imbalance-aware segmentation loss, stateless.
@@ -263,7 +287,7 @@ impl BlobLoss {
             voxels: voxels as f64,
         };
         let global = self.global_term(&bins);
-        let blob = self.blob_term(&bins, dims[0], dims[1]);
+        let (blob, elements_with_instances) = self.blob_term(&bins, dims[0], dims[1]);
         let total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
         if on_flex {
             let value = total.clone().into_scalar::<f64>();
@@ -271,7 +295,12 @@ impl BlobLoss {
                 return Err(Error::NonFiniteLoss { value });
             }
         }
-        Ok(BlobLossOutput { total: total.cast(dtype), global: global.cast(dtype), blob: blob.cast(dtype) })
+        Ok(BlobLossOutput {
+            total: total.cast(dtype),
+            global: global.cast(dtype),
+            blob: blob.cast(dtype),
+            elements_with_instances: elements_with_instances.detach().cast(dtype),
+        })
     }
 
     fn needs_p2(&self) -> bool {
@@ -298,8 +327,9 @@ impl BlobLoss {
         self.config.global_loss.score(&sums).mean()
     }
 
-    /// The blob term: every instance scored on the background plus itself, then the nested means.
-    fn blob_term(&self, b: &Bins, batch: usize, channels: usize) -> Tensor<1> {
+    /// The blob term: every instance scored on the background plus itself, then the nested means;
+    /// and the number of elements with instances, shape `[1]`.
+    fn blob_term(&self, b: &Bins, batch: usize, channels: usize) -> (Tensor<1>, Tensor<1>) {
         let (sum_p, sum_p2, sum_bce, count, voxels) = (&b.p, &b.p2, &b.bce, &b.count, b.voxels);
         let [rows, bins] = sum_p.dims();
         let background = |t: &Tensor<2>| t.clone().slice([0..rows, 0..1]);
@@ -337,7 +367,8 @@ impl BlobLoss {
         let element_loss = (channel_loss * channel_has).sum_dim(1) / n_channels.clone().clamp_min(1.0);
         let element_has = n_channels.clone().clamp_max(1.0);
         let n_elements = element_has.clone().sum();
-        ((element_loss * element_has).sum() / n_elements.clamp_min(1.0)).reshape([1])
+        let blob = (element_loss * element_has).sum() / n_elements.clone().clamp_min(1.0);
+        (blob.reshape([1]), n_elements.reshape([1]))
     }
 }
 

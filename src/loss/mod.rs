@@ -29,6 +29,7 @@ mod activation;
 mod base;
 mod blob;
 mod convert;
+#[cfg(feature = "flex")]
 mod fast_math;
 mod ids;
 pub mod sums;

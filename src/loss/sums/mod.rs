@@ -8,7 +8,7 @@
 //! scores every instance, however many there are.
 //!
 //! It is a burn backend extension ([`InstanceSumsBackend`]) with its own backward pass:
-//! - flex (CPU): fused host passes with rayon, sums in `f64`;
+//! - flex (CPU; crate feature `flex`, on by default): fused host passes with rayon, sums in `f64`;
 //! - burn's cube backend (wgpu, cuda; crate feature `wgpu` or `cuda`): one kernel for the sums
 //!   (background voxels reduced per workgroup, instance voxels added into per-chunk bins with
 //!   float atomics, or a compare-and-swap loop where the device has none; `f32` partials summed in
@@ -22,6 +22,7 @@
 mod autodiff;
 #[cfg(feature = "cube")]
 mod cube;
+#[cfg(feature = "flex")]
 mod flex;
 mod scatter;
 mod spec;
@@ -37,8 +38,9 @@ use crate::Error;
 
 /// The backend extension behind [`instance_sums`]: the forward sums and their backward pass.
 ///
-/// Implemented for burn's flex backend, its cube backend (with the crate feature `wgpu` or
-/// `cuda`), kernel fusion over it, and autodiff over any of them. Call it through
+/// Implemented for burn's flex backend (with the crate feature `flex`, on by default), its cube
+/// backend (with the crate feature `wgpu` or `cuda`), kernel fusion over it, and autodiff over any
+/// of them. Call it through
 /// [`instance_sums`], which checks its inputs: the methods index bins by id without bounds
 /// checks on the GPU.
 ///
@@ -54,7 +56,7 @@ use crate::Error;
 /// assert_eq!(sums.dims(), [1, 2, 2]); // [rows, statistics, bins]
 /// # Ok::<(), blob_loss::Error>(())
 /// ```
-#[backend_extension(Flex, Cube: cfg(feature = "cube"), Fusion: cfg(feature = "cube"), Autodiff)]
+#[backend_extension(Flex: cfg(feature = "flex"), Cube: cfg(feature = "cube"), Fusion: cfg(feature = "cube"), Autodiff)]
 pub trait InstanceSumsBackend: Backend {
     /// The sums, `[rows, statistics, bins]`, from outputs `x` `[rows, voxels]` and bin indices
     /// `ids` `[rows, voxels]`, each in `0..spec.bins`. `f64` on flex, `f32` on the cube backend.
@@ -160,6 +162,7 @@ pub(crate) fn has_fused_op(device: &Device) -> bool {
     let device = device.clone().without_autodiff();
     #[allow(unreachable_patterns)]
     match device.as_dispatch() {
+        #[cfg(feature = "flex")]
         DispatchDevice::Flex(_) => true,
         #[cfg(feature = "cube")]
         DispatchDevice::Cube(_) => true,
@@ -169,7 +172,13 @@ pub(crate) fn has_fused_op(device: &Device) -> bool {
 
 /// Whether the device is burn's CPU backend, flex (which every read reaches for free).
 pub(crate) fn is_flex(device: &Device) -> bool {
-    matches!(device.clone().without_autodiff().as_dispatch(), DispatchDevice::Flex(_))
+    #[cfg(feature = "flex")]
+    return matches!(device.clone().without_autodiff().as_dispatch(), DispatchDevice::Flex(_));
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
 }
 
 /// The smallest and largest id, in one host read (0 and 0 for an empty map).

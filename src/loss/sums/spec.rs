@@ -109,6 +109,7 @@ impl InstanceSumsSpec {
 
 /// The binary cross-entropy of one voxel, in `f64`, from its input `x` and target.
 #[inline]
+#[cfg(any(feature = "flex", test))]
 pub(crate) fn cross_entropy(input: SumInput, x: f64, target: bool) -> f64 {
     match input {
         SumInput::Logits => {
