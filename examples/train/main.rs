@@ -10,7 +10,9 @@
 //!
 //! It prints a table (mean +- std over seeds) and writes, under `--out` (default `train-results`):
 //! `validation.csv` (per-epoch validation figures), `test.csv` (per-seed test figures) and
-//! `validation_f1.svg` (validation F1 at IoU >= 0.5 per epoch, both losses). See EXPERIMENTS.md for results.
+//! `validation_f1.svg` (validation F1 at IoU >= 0.5 per epoch, both losses, with the spread over
+//! seeds) and `test_example.svg` (one test image: the instances each loss finds and misses, its
+//! false positives). See EXPERIMENTS.md for results.
 
 mod data;
 mod evaluate;
@@ -33,11 +35,12 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::Device;
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use ndarray::Array2;
 
 use crate::data::{Sample, SegmentationBatcher};
-use crate::evaluate::{Evaluation, evaluate};
+use crate::evaluate::{Evaluation, evaluate, predict};
 use crate::model::UNet;
-use crate::report::{Record, Report};
+use crate::report::{Example, Record, Report};
 
 /// Soft Dice vs blob loss on the same network, data and seeds.
 #[derive(Parser, Debug)]
@@ -164,6 +167,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let start = Instant::now();
     let mut report = Report::default();
+    // The test image shown per loss: the one with the most small instances.
+    let shown = example_image(&splits.test, args.small);
     for seed in 0..args.seeds {
         // One initial network per seed, drawn here and loaded into a fresh network per loss: clones
         // would share their batch-norm running statistics (burn's `RunningState` is shared by
@@ -174,22 +179,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let handles = [LossKind::Dice, LossKind::Blob].map(|kind| {
                 let model = UNet::new(args.width, &device).load_record(initial.clone());
                 let (args, splits, device, progress) = (&args, &splits, &device, &progress);
-                scope.spawn(move || train(args, splits, device, seed, kind, model, progress).map(|run| (kind, run)))
+                scope.spawn(move || {
+                    train(args, splits, device, seed, kind, model, progress, shown).map(|run| (kind, run))
+                })
             });
             handles.map(|h| h.join().expect("a training thread panicked"))
         });
         for run in runs {
-            let (kind, (records, test)) = run.map_err(|e| e.to_string())?;
-            report.validation.extend(records);
-            report.test.push((kind, seed, test));
+            let (kind, run) = run.map_err(|e| e.to_string())?;
+            report.validation.extend(run.records);
+            report.test.push((kind, seed, run.test));
+            if seed == 0 {
+                let target = || splits.test[shown].target.clone();
+                let example =
+                    report.example.get_or_insert_with(|| Example { target: target(), predictions: Vec::new() });
+                example.predictions.push((kind, run.shown));
+            }
         }
     }
     progress.finish_and_clear();
     println!("{} runs in {:.1} s\n", 2 * args.seeds, start.elapsed().as_secs_f64());
     report.print_table();
     std::fs::create_dir_all(&args.out)?;
-    report.write(&args.out)?;
-    println!("\nwrote {0}/validation.csv, {0}/test.csv and {0}/validation_f1.svg", args.out.display());
+    report.write(&args.out, args.small)?;
+    println!(
+        "\nwrote {0}/validation.csv, {0}/test.csv, {0}/validation_f1.svg and {0}/test_example.svg",
+        args.out.display()
+    );
     Ok(())
 }
 
@@ -204,8 +220,9 @@ fn validate(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Trains `model` with one loss; returns the validation figures after every epoch and the test
-/// figures at the end.
+/// Trains `model` with one loss; returns the validation figures after every epoch, the test
+/// figures at the end, and the final foreground probabilities of test image `shown`.
+#[allow(clippy::too_many_arguments)]
 fn train(
     args: &Args,
     splits: &Splits,
@@ -214,7 +231,8 @@ fn train(
     kind: LossKind,
     mut model: UNet,
     progress: &ProgressBar,
-) -> Result<(Vec<Record>, Evaluation), Box<dyn std::error::Error + Send + Sync>> {
+    shown: usize,
+) -> Result<Run, Box<dyn std::error::Error + Send + Sync>> {
     let loss = loss_config(args, kind).try_init()?;
     let mut records = Vec::new();
     let mut optimizer = AdamConfig::new().init();
@@ -252,7 +270,31 @@ fn train(
             evaluation: validation,
         });
     }
-    Ok((records, evaluate(&model.valid(), &splits.test, &device.clone().inner(), args.batch_size, args.small)))
+    let model = model.valid();
+    let test = evaluate(&model, &splits.test, &device.clone().inner(), args.batch_size, args.small);
+    let shown = predict(&model, &splits.test[shown..=shown], &device.clone().inner()).remove(0);
+    Ok(Run { records, test, shown })
+}
+
+/// What one training run measured.
+struct Run {
+    /// The validation figures after every epoch.
+    records: Vec<Record>,
+    /// The test figures at the end.
+    test: Evaluation,
+    /// The final foreground probabilities of the test image shown in the report.
+    shown: Array2<f32>,
+}
+
+/// The index of the sample with the most instances of at most `small` pixels.
+fn example_image(samples: &[Sample], small: u64) -> usize {
+    let small_instances = |sample: &Sample| {
+        let labels = label(sample.target.view(), Connectivity::Eight).expect("2D").labels;
+        let mut sizes = vec![0u64; labels.iter().max().map_or(1, |&m| m as usize + 1)];
+        labels.iter().for_each(|&l| sizes[l as usize] += 1);
+        sizes.iter().skip(1).filter(|&&s| s <= small).count()
+    };
+    (0..samples.len()).max_by_key(|&i| (small_instances(&samples[i]), std::cmp::Reverse(i))).unwrap_or(0)
 }
 
 /// The instance imbalance of a set: instances, small instances (at most `small` pixels), and the
