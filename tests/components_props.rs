@@ -2,8 +2,10 @@
 
 mod common;
 
+use std::collections::HashMap;
+
 use blob_loss::components::{Connectivity, label};
-use ndarray::{Array3, ArrayD, IxDyn, ShapeBuilder};
+use ndarray::{Array3, ArrayD, Axis, IxDyn, ShapeBuilder};
 use proptest::prelude::*;
 
 fn mask_strategy() -> impl Strategy<Value = ArrayD<u8>> {
@@ -19,6 +21,25 @@ fn mask_strategy() -> impl Strategy<Value = ArrayD<u8>> {
 
 fn all(ndim: usize) -> &'static [Connectivity] {
     common::connectivities(ndim)
+}
+
+/// Whether two label maps of the same shape make the same partition: background in the same
+/// places, and a one-to-one correspondence between their labels.
+fn same_partition(a: &ArrayD<u32>, b: &ArrayD<u32>) -> bool {
+    let (mut forward, mut backward) = (HashMap::new(), HashMap::new());
+    a.shape() == b.shape()
+        && a.iter().zip(b.iter()).all(|(&x, &y)| {
+            (x == 0) == (y == 0) && *forward.entry(x).or_insert(y) == y && *backward.entry(y).or_insert(x) == x
+        })
+}
+
+/// The axis orders of a 2D or 3D array other than the identity.
+fn permutations(ndim: usize) -> Vec<Vec<usize>> {
+    if ndim == 2 {
+        vec![vec![1, 0]]
+    } else {
+        vec![vec![0, 2, 1], vec![1, 0, 2], vec![1, 2, 0], vec![2, 0, 1], vec![2, 1, 0]]
+    }
 }
 
 proptest! {
@@ -40,13 +61,49 @@ proptest! {
         }
     }
 
-    /// Renaming the classes (a bijection of the non-zero values) changes no label.
+    /// Renaming the classes (a random permutation of the non-zero values) changes no label.
     #[test]
-    fn relabelling_the_classes_keeps_the_labels(mask in mask_strategy(), shift in 1u8..200) {
-        let renamed = mask.mapv(|v| if v == 0 { 0 } else { v.wrapping_add(shift).max(1).wrapping_mul(1) });
-        // The map v -> v + shift is injective on 1..=3 and never hits 0 for shift < 253.
+    fn relabelling_the_classes_keeps_the_labels(
+        mask in mask_strategy(),
+        permutation in Just((1..=255u8).collect::<Vec<u8>>()).prop_shuffle(),
+    ) {
+        let renamed = mask.mapv(|v| if v == 0 { 0 } else { permutation[v as usize - 1] });
         for &c in all(mask.ndim()) {
             prop_assert_eq!(label(mask.view(), c).unwrap(), label(renamed.view(), c).unwrap());
+        }
+    }
+
+    /// Labelling commutes with permuting the axes: the labels of a transposed volume make the
+    /// transposed partition (the numbers differ: they follow the new row-major order), with the
+    /// same count.
+    #[test]
+    fn transposing_transposes_the_partition(mask in mask_strategy()) {
+        for &c in all(mask.ndim()) {
+            let labels = label(mask.view(), c).unwrap();
+            for axes in permutations(mask.ndim()) {
+                let transposed = mask.view().permuted_axes(IxDyn(&axes)).as_standard_layout().into_owned();
+                let got = label(transposed.view(), c).unwrap();
+                prop_assert_eq!(got.count, labels.count);
+                let expected = labels.labels.view().permuted_axes(IxDyn(&axes)).as_standard_layout().into_owned();
+                prop_assert!(same_partition(&got.labels, &expected), "axes {:?}, {:?}", axes, c);
+            }
+        }
+    }
+
+    /// Flipping any axis flips the partition and keeps the count.
+    #[test]
+    fn flipping_flips_the_partition(mask in mask_strategy()) {
+        for &c in all(mask.ndim()) {
+            let labels = label(mask.view(), c).unwrap();
+            for axis in 0..mask.ndim() {
+                let mut flipped = mask.view();
+                flipped.invert_axis(Axis(axis));
+                let got = label(flipped.as_standard_layout().view(), c).unwrap();
+                prop_assert_eq!(got.count, labels.count);
+                let mut expected = labels.labels.view();
+                expected.invert_axis(Axis(axis));
+                prop_assert!(same_partition(&got.labels, &expected.to_owned()), "axis {}, {:?}", axis, c);
+            }
         }
     }
 

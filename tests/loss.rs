@@ -418,6 +418,12 @@ fn bad_inputs_are_clear_errors() {
     let err =
         loss.try_forward(Tensor::<2>::zeros([2, 2], &device), Tensor::<2, Int>::zeros([2, 2], &device)).unwrap_err();
     assert!(matches!(err, Error::UnsupportedRank { ndim: 2, .. }), "{err}");
+    // Zero-sized axes (found by the fuzzer: burn reads a 0 in a reshape target as "keep").
+    for shape in [[1, 1, 0, 0], [0, 1, 2, 2], [2, 0, 2, 2], [1, 1, 3, 0]] {
+        let empty = Tensor::<4>::zeros(shape, &device);
+        let err = loss.try_forward(empty, Tensor::<4, Int>::zeros(shape, &device)).unwrap_err();
+        assert!(err.to_string().contains("have no voxels"), "{err}");
+    }
     let negative = Tensor::<4, Int>::from_ints([[[[0, -3], [1, 2]]]], &device);
     assert_eq!(loss.try_forward(x.clone(), negative).unwrap_err(), Error::NegativeInstanceId { value: -3 });
     // Four instances need five bins.
@@ -435,6 +441,13 @@ fn bad_inputs_are_clear_errors() {
     }
     let off = BaseLossConfig::new().with_dice_weight(0.0);
     assert!(BlobLossConfig::new().with_blob_loss(off).try_init().is_err());
+    // A zero Dice denominator is possible (an empty channel at probability 0): refused; with BCE
+    // alone the smoothing term is unused and 0 is fine.
+    let zero_dr = BaseLossConfig::new().with_smooth_dr(0.0);
+    let err = BlobLossConfig::new().with_blob_loss(zero_dr.clone()).try_init().unwrap_err();
+    assert!(err.to_string().contains("blob_loss.smooth_dr must be > 0"), "{err}");
+    let bce_only = zero_dr.with_dice_weight(0.0).with_bce_weight(1.0);
+    assert!(BlobLossConfig::new().with_blob_loss(bce_only).try_init().is_ok());
     let err = BlobLossConfig::new().with_activation(Activation::Softmax).with_masking(Masking::Reference).try_init();
     assert!(err.unwrap_err().to_string().contains("Activation::Sigmoid"));
 }
@@ -604,6 +617,44 @@ fn huge_sparse_ids_equal_compact_ones() {
         close(scalar(total), scalar(compact), 1e-6, "huge vs compact ids");
         for (a, b) in g.iter().zip(&g_compact) {
             assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+        }
+    }
+}
+
+/// Instances are sets of voxels: renaming them with a random bijection of the ids changes
+/// neither the loss nor its gradient, on either engine, with and without BCE.
+#[test]
+fn permuting_instance_ids_changes_nothing() {
+    let device = device();
+    let shape = [3, 2, 6, 7];
+    let mut rng = Rng(23);
+    let (logits, ids) = random_batch(&mut rng, &shape, 12, 0.3);
+    let mut distinct: Vec<i32> = ids.iter().copied().filter(|&i| i > 0).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    // Fisher-Yates over the ids that occur.
+    let mut shuffled = distinct.clone();
+    for i in (1..shuffled.len()).rev() {
+        shuffled.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    assert_ne!(shuffled, distinct, "the permutation should move something");
+    let rename = |i: i32| if i == 0 { 0 } else { shuffled[distinct.binary_search(&i).unwrap()] };
+    let renamed: Vec<i32> = ids.iter().map(|&i| rename(i)).collect();
+    for engine in ENGINES {
+        for blob_loss in [BaseLossConfig::new(), BaseLossConfig::new().with_bce_weight(1.0)] {
+            let loss = BlobLossConfig::new().with_engine(engine).with_blob_loss(blob_loss).init();
+            let run = |ids: &[i32]| {
+                let (x, y) = tensors(shape, &logits, ids, &device);
+                let total = loss.forward(x.clone(), y);
+                let gradient = to_vec(x.grad(&total.backward()).unwrap().reshape([-1]));
+                (scalar(total), gradient)
+            };
+            let ((a, ga), (b, gb)) = (run(&ids), run(&renamed));
+            close(a, b, 1e-6, "loss with permuted ids");
+            let scale = ga.iter().fold(0f32, |m, g| m.max(g.abs())).max(1e-6);
+            for (x, y) in ga.iter().zip(&gb) {
+                assert!((x - y).abs() <= 1e-5 * scale, "{x} vs {y}");
+            }
         }
     }
 }

@@ -237,16 +237,47 @@ fn bad_inputs_are_clear_errors() {
     assert!(err.to_string().contains("NaN"), "{err}");
     let p = Array2::<f32>::zeros((3, 3));
     assert!(evaluate_probabilities(p.view(), -1.0, a.view(), &MetricsConfig::default()).is_err());
-    let mut huge = Array2::<u32>::zeros((3, 3));
-    huge[[0, 0]] = u32::MAX;
-    assert!(matches!(
-        evaluate_instances(huge.view(), a.view(), &MetricsConfig::default()),
-        Err(Error::InvalidArgument(_))
-    ));
     // A 1D mask cannot be labelled.
     let m1 = Array1::<u8>::zeros(4);
     assert!(matches!(
         evaluate_masks(m1.view(), m1.view(), &MetricsConfig::default()),
         Err(Error::UnsupportedRank { .. })
     ));
+}
+
+/// Ids up to `u32::MAX` with few distinct values: the same table and metrics as the same maps
+/// numbered 1..=K (the ids renumbered, never a table sized by the ids' values).
+#[test]
+fn huge_sparse_ids_equal_compact_ids() {
+    let mut rng = Rng(5);
+    let shape = (40, 50);
+    let draw = |rng: &mut Rng, k: u64| Array2::from_shape_simple_fn(shape, || rng.below(k + 1) as u32);
+    let (pred, gt) = (draw(&mut rng, 6), draw(&mut rng, 4));
+    // Increasing renamings into the top of the u32 range, and one that keeps 1..=K.
+    let huge = |v: u32| if v == 0 { 0 } else { u32::MAX - 10 * (7 - v) };
+    let (pred_huge, gt_huge) = (pred.mapv(huge), gt.mapv(huge));
+    let small = OverlapTable::new(pred.view(), gt.view()).unwrap();
+    let large = OverlapTable::new(pred_huge.view(), gt_huge.view()).unwrap();
+    let rename = |pairs: &[(u32, u64)]| pairs.iter().map(|&(id, n)| (huge(id), n)).collect::<Vec<_>>();
+    assert_eq!(large.pred_sizes, rename(&small.pred_sizes));
+    assert_eq!(large.gt_sizes, rename(&small.gt_sizes));
+    assert_eq!(large.pairs, small.pairs.iter().map(|&(p, g, n)| (huge(p), huge(g), n)).collect::<Vec<_>>());
+    assert_eq!(large.intersection_voxels, small.intersection_voxels);
+    for matching in [
+        Matching::AnyOverlap,
+        Matching::Greedy { score: MatchScore::IoU, threshold: 0.1 },
+        Matching::Optimal { score: MatchScore::Dice, threshold: 0.1 },
+    ] {
+        let config = config(matching);
+        let (a, b) = (
+            evaluate_instances(pred.view(), gt.view(), &config).unwrap(),
+            evaluate_instances(pred_huge.view(), gt_huge.view(), &config).unwrap(),
+        );
+        assert_eq!(
+            (a.true_positives, a.false_positives, a.false_negatives),
+            (b.true_positives, b.false_positives, b.false_negatives)
+        );
+        assert_eq!(a.f1, b.f1);
+        assert_eq!(a.pq, b.pq);
+    }
 }

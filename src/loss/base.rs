@@ -71,7 +71,8 @@ pub(crate) struct RegionSums {
 }
 
 impl BaseLossConfig {
-    /// Checks the weights and smoothing terms: finite, non-negative, and at least one term on.
+    /// Checks the weights and smoothing terms: finite, non-negative, at least one term on, and a
+    /// positive `smooth_dr` when Dice or Tversky is on.
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] naming the field (prefixed with `what`).
@@ -92,6 +93,14 @@ impl BaseLossConfig {
         }
         if self.dice_weight + self.bce_weight + self.tversky_weight == 0.0 {
             return Err(Error::InvalidConfig(format!("{what}: every base loss weight is 0")));
+        }
+        if self.smooth_dr == 0.0 && self.dice_weight + self.tversky_weight > 0.0 {
+            // An instance-free channel that the network leaves at probability 0 (or a sigmoid
+            // that underflows) makes the Dice and Tversky denominators exactly 0.
+            return Err(Error::InvalidConfig(format!(
+                "{what}.smooth_dr must be > 0 with Dice or Tversky: an empty region with no predicted \
+                 probability would divide 0 by 0"
+            )));
         }
         Ok(())
     }

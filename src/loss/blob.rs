@@ -213,8 +213,8 @@ impl BlobLoss {
     /// [`forward`](Self::forward), returning bad input as an error.
     ///
     /// # Errors
-    /// [`Error::UnsupportedRank`], [`Error::ShapeMismatch`], [`Error::NegativeInstanceId`],
-    /// [`Error::TooManyInstances`]; on the CPU backend, where reading the value costs nothing,
+    /// [`Error::UnsupportedRank`], [`Error::ShapeMismatch`], [`Error::InvalidArgument`] for a
+    /// shape with a zero-sized axis, [`Error::NegativeInstanceId`], [`Error::TooManyInstances`]; on the CPU backend, where reading the value costs nothing,
     /// [`Error::NonFiniteLoss`] when the outputs hold NaN (GPU backends return the NaN loss).
     pub fn try_forward<const D: usize>(
         &self,
@@ -256,6 +256,12 @@ impl BlobLoss {
                 expected: dims.to_vec(),
                 found: instances.dims().to_vec(),
             });
+        }
+        if dims.contains(&0) {
+            // burn reads a 0 in a reshape target as "keep this axis": refuse empty tensors here.
+            return Err(Error::InvalidArgument(format!(
+                "outputs of shape {dims:?} have no voxels: the loss needs at least one element, channel and voxel"
+            )));
         }
         let rows = dims[0] * dims[1];
         let voxels: usize = dims[2..].iter().product();

@@ -191,8 +191,8 @@ impl CaseMetrics {
 /// background, any positive ids).
 ///
 /// # Errors
-/// [`Error::ShapeMismatch`], [`Error::InvalidArgument`] (threshold outside `[0, 1]`, ids above
-/// 2^26).
+/// [`Error::ShapeMismatch`], [`Error::InvalidArgument`] (threshold outside `[0, 1]`). Any `u32`
+/// ids are accepted: large ones are renumbered first ([`OverlapTable::new`]).
 ///
 /// # Example
 /// ```

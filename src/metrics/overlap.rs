@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 
-use ndarray::{ArrayView, Dimension, Zip};
+use ndarray::{ArrayView, ArrayView1, Dimension, Zip};
 use rayon::prelude::*;
 
 use crate::Error;
 
-/// The largest instance id the dense size tables accept.
-const MAX_ID: u32 = 1 << 26;
+/// Ids up to this many voxels' worth are counted in dense size tables directly (8 bytes per id
+/// and parallel task); maps with larger ids are renumbered to their distinct ids first.
+const DENSE_IDS_MIN: usize = 1 << 16;
 
 /// Voxels per parallel chunk of the counting pass.
 const CHUNK: usize = 1 << 18;
@@ -115,19 +116,29 @@ pub struct OverlapTable {
 impl OverlapTable {
     /// Builds the table of two instance maps of the same shape (0 is background).
     ///
+    /// Any `u32` ids are accepted. Ids up to the larger of 65,536 and a sixteenth of the voxel
+    /// count are counted in dense tables; beyond, both maps are renumbered to their distinct ids
+    /// first (one sort of each map's non-zero ids), so that no table grows with the ids' values.
+    ///
     /// # Errors
-    /// [`Error::ShapeMismatch`], and [`Error::InvalidArgument`] for an id above 2^26 (relabel the
-    /// map, for example with [`label`](crate::components::label)).
+    /// [`Error::ShapeMismatch`].
     pub fn new<D: Dimension>(pred: ArrayView<'_, u32, D>, gt: ArrayView<'_, u32, D>) -> Result<Self, Error> {
         same_shape(pred.shape(), gt.shape())?;
         let max = |a: &ArrayView<'_, u32, D>| a.iter().copied().max().unwrap_or(0);
         let (max_pred, max_gt) = (max(&pred), max(&gt));
-        if max_pred.max(max_gt) > MAX_ID {
-            return Err(Error::InvalidArgument(format!(
-                "instance id {} is above {MAX_ID}: relabel the instance map",
-                max_pred.max(max_gt)
-            )));
+        if max_pred.max(max_gt) as usize <= DENSE_IDS_MIN.max(pred.len() / 16) {
+            return Ok(Self::dense(pred, gt, max_pred, max_gt));
         }
+        let (pred_ids, pred_compact) = compact(&pred);
+        let (gt_ids, gt_compact) = compact(&gt);
+        let (pred_view, gt_view) = (ArrayView1::from(&pred_compact), ArrayView1::from(&gt_compact));
+        let table = Self::dense(pred_view, gt_view, pred_ids.len() as u32, gt_ids.len() as u32);
+        Ok(table.renamed(&pred_ids, &gt_ids))
+    }
+
+    /// The table of two maps whose ids are at most `max_pred` and `max_gt`, with dense size
+    /// tables.
+    fn dense<D: Dimension>(pred: ArrayView<'_, u32, D>, gt: ArrayView<'_, u32, D>, max_pred: u32, max_gt: u32) -> Self {
         let counts = match (pred.as_slice(), gt.as_slice()) {
             // Standard layout: chunks in parallel, merged.
             (Some(p), Some(g)) => p
@@ -155,6 +166,29 @@ impl OverlapTable {
         let mut pairs: Vec<(u32, u32, u64)> = pairs.into_iter().map(|((p, g), n)| (p, g, n)).collect();
         pairs.sort_unstable();
         let intersection_voxels = pairs.iter().map(|&(_, _, n)| n).sum();
-        Ok(Self { pred_sizes: sizes(pred_count), gt_sizes: sizes(gt_count), pairs, intersection_voxels })
+        Self { pred_sizes: sizes(pred_count), gt_sizes: sizes(gt_count), pairs, intersection_voxels }
     }
+
+    /// The table with compact ids `k` replaced by `pred_ids[k - 1]` and `gt_ids[k - 1]`; both are
+    /// increasing, so the order of the entries is kept.
+    fn renamed(mut self, pred_ids: &[u32], gt_ids: &[u32]) -> Self {
+        self.pred_sizes.iter_mut().for_each(|(id, _)| *id = pred_ids[*id as usize - 1]);
+        self.gt_sizes.iter_mut().for_each(|(id, _)| *id = gt_ids[*id as usize - 1]);
+        self.pairs.iter_mut().for_each(|(p, g, _)| (*p, *g) = (pred_ids[*p as usize - 1], gt_ids[*g as usize - 1]));
+        self
+    }
+}
+
+/// The distinct non-zero ids of `map`, increasing, and the map renumbered to `1..=count` in that
+/// order (0 stays 0), in logical row-major order.
+fn compact<D: Dimension>(map: &ArrayView<'_, u32, D>) -> (Vec<u32>, Vec<u32>) {
+    let values: Vec<u32> = map.iter().copied().collect();
+    let mut ids: Vec<u32> = values.iter().copied().filter(|&v| v != 0).collect();
+    ids.par_sort_unstable();
+    ids.dedup();
+    let compacted = values
+        .par_iter()
+        .map(|&v| if v == 0 { 0 } else { ids.binary_search(&v).expect("every id was collected") as u32 + 1 })
+        .collect();
+    (ids, compacted)
 }
