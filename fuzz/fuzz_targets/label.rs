@@ -1,6 +1,7 @@
-//! `label` and `label_into` on arbitrary 2D and 3D masks (zero-sized axes, long thin shapes), in
-//! every layout (C and Fortran order, reversed axes, strided and permuted views), element types
-//! and connectivities, against the breadth-first flood fill of the integration tests.
+//! `label` and `label_into` on arbitrary 2D and 3D masks (zero-sized axes, 1 x N and other long
+//! thin shapes), in every layout (C and Fortran order, reversed axes, strided and permuted views),
+//! element types and connectivities, against the breadth-first flood fill of the integration
+//! tests.
 #![no_main]
 
 #[path = "../../tests/common/mod.rs"]
@@ -15,6 +16,9 @@ use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, ShapeBuilder, Slice};
 struct Input {
     three_d: bool,
     sides: [u8; 3],
+    /// One axis may be long (up to 4096) for extreme aspect ratios.
+    long_axis: u8,
+    long_side: u16,
     classes: u8,
     connectivity: u8,
     element: u8,
@@ -27,7 +31,12 @@ const MAX_VOXELS: usize = 4096;
 
 fuzz_target!(|input: Input| {
     let ndim = if input.three_d { 3 } else { 2 };
-    let shape: Vec<usize> = input.sides[..ndim].iter().map(|&s| usize::from(s % 80)).collect();
+    let mut shape: Vec<usize> = input.sides[..ndim].iter().map(|&s| usize::from(s % 24)).collect();
+    if let Some(side) = shape.get_mut(usize::from(input.long_axis % 4)) {
+        if input.long_side > 0 {
+            *side = usize::from(input.long_side % 4097);
+        }
+    }
     let voxels: usize = shape.iter().product();
     if voxels > MAX_VOXELS {
         return;
