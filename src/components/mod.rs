@@ -5,6 +5,8 @@
 //! - [`label_batch`] / [`label_batch_into`]: every `(element, channel)` slice of a channel-first
 //!   batch, in parallel.
 //! - [`instances_from_classes`]: a class-index map to one-vs-rest instance maps.
+//! - [`distance_transform`]: the exact Euclidean distance transform with nearest-voxel indices,
+//!   any dimension and voxel spacing; [`voronoi`]: the Voronoi cells of an instance map.
 //!
 //! Labels are `u32`, numbered `1..=count` by first voxel in row-major order of the logical
 //! indices, exactly as `scipy.ndimage.label` and cc3d number them.
@@ -33,6 +35,7 @@ mod batch;
 mod bits;
 mod buffer;
 mod connectivity;
+mod distance;
 mod element;
 mod join;
 mod label;
@@ -41,5 +44,6 @@ mod union_find;
 
 pub use batch::{BatchLabeling, instances_from_classes, label_batch, label_batch_into};
 pub use connectivity::Connectivity;
+pub use distance::{DistanceTransform, distance_transform, voronoi};
 pub use element::MaskElement;
 pub use label::{Labeling, label, label_into};
