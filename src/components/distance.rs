@@ -196,9 +196,11 @@ struct Tile {
     /// The output.
     out: Vec<f64>,
     out_feature: Vec<usize>,
-    /// The envelope of one line: positions of its parabolas and the boundaries between them.
+    /// The envelope of one line: positions of its parabolas and the boundaries between them,
+    /// and the parabolas' constant terms.
     v: Vec<usize>,
     z: Vec<f64>,
+    g: Vec<f64>,
 }
 
 impl Tile {
@@ -211,6 +213,7 @@ impl Tile {
             out_feature: vec![0; len * TILE],
             v: vec![0; len],
             z: vec![0.0; len + 1],
+            g: vec![0.0; len],
         }
     }
 
@@ -241,15 +244,17 @@ impl Tile {
         let range = line * self.len..(line + 1) * self.len;
         let (f, feature) = (&self.f[range.clone()], &self.feature[range.clone()]);
         let (out, out_feature) = (&mut self.out[range.clone()], &mut self.out_feature[range]);
-        let (v, z) = (&mut self.v, &mut self.z);
-        // Where the parabola rooted at `q` crosses the one rooted at `p < q`.
-        let crossing = |q: usize, p: usize| {
-            let (qf, pf) = (q as f64, p as f64);
-            ((f[q] + weight * qf * qf) - (f[p] + weight * pf * pf)) / (2.0 * weight * (qf - pf))
-        };
+        let (v, z, g) = (&mut self.v, &mut self.z, &mut self.g);
+        // `g[q] = f[q] + weight q^2`: the parabola rooted at `q` is `weight x^2 - 2 weight q x + g[q]`,
+        // so two of them cross where `x = (g[q] - g[p]) / (2 weight (q - p))`.
+        for (q, (g, &f)) in g.iter_mut().zip(f).enumerate() {
+            let q = q as f64;
+            *g = f + weight * q * q;
+        }
+        let half = 0.5 / weight;
         let mut k = 0usize; // parabolas in the envelope
-        for (q, value) in f.iter().enumerate() {
-            if !value.is_finite() {
+        for (q, &gq) in g.iter().enumerate() {
+            if !gq.is_finite() {
                 continue;
             }
             if k == 0 {
@@ -261,10 +266,11 @@ impl Tile {
             }
             // Pop the parabolas that the new one hides (the first one's left end is -inf: it
             // is never popped).
-            let mut s = crossing(q, v[k - 1]);
+            let crossing = |p: usize| (gq - g[p]) * half / (q - p) as f64;
+            let mut s = crossing(v[k - 1]);
             while k > 1 && s <= z[k - 1] {
                 k -= 1;
-                s = crossing(q, v[k - 1]);
+                s = crossing(v[k - 1]);
             }
             v[k] = q;
             z[k] = s;
@@ -277,14 +283,15 @@ impl Tile {
             return;
         }
         let mut j = 0;
-        for q in 0..f.len() {
-            while z[j + 1] < q as f64 {
+        for (q, (out, out_feature)) in out.iter_mut().zip(out_feature.iter_mut()).enumerate() {
+            let x = q as f64;
+            while z[j + 1] < x {
                 j += 1;
             }
             let p = v[j];
-            let d = q as f64 - p as f64;
-            out[q] = weight * d * d + f[p];
-            out_feature[q] = feature[p];
+            let d = x - p as f64;
+            *out = weight * d * d + f[p];
+            *out_feature = feature[p];
         }
     }
 }
