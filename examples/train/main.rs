@@ -40,7 +40,7 @@ use ndarray::Array2;
 use crate::data::{Sample, SegmentationBatcher};
 use crate::evaluate::{Evaluation, evaluate, predict};
 use crate::model::UNet;
-use crate::report::{Example, Record, Report};
+use crate::report::{Example, Record, Report, label_sizes};
 
 /// Soft Dice vs blob loss on the same network, data and seeds.
 #[derive(Parser, Debug)]
@@ -289,9 +289,7 @@ struct Run {
 /// The index of the sample with the most instances of at most `small` pixels.
 fn example_image(samples: &[Sample], small: u64) -> usize {
     let small_instances = |sample: &Sample| {
-        let labels = label(sample.target.view(), Connectivity::Eight).expect("2D").labels;
-        let mut sizes = vec![0u64; labels.iter().max().map_or(1, |&m| m as usize + 1)];
-        labels.iter().for_each(|&l| sizes[l as usize] += 1);
+        let sizes = label_sizes(&label(sample.target.view(), Connectivity::Eight).expect("2D").labels);
         sizes.iter().skip(1).filter(|&&s| s <= small).count()
     };
     (0..samples.len()).max_by_key(|&i| (small_instances(&samples[i]), std::cmp::Reverse(i))).unwrap_or(0)
@@ -302,9 +300,7 @@ fn example_image(samples: &[Sample], small: u64) -> usize {
 fn imbalance(samples: &[Sample], small: u64) -> (usize, usize, f64) {
     let (mut count, mut small_count, mut small_pixels, mut pixels) = (0, 0, 0, 0);
     for sample in samples {
-        let labeling = label(sample.target.view(), Connectivity::Eight).expect("2D target");
-        let mut sizes = vec![0u64; labeling.count + 1];
-        labeling.labels.iter().for_each(|&l| sizes[l as usize] += 1);
+        let sizes = label_sizes(&label(sample.target.view(), Connectivity::Eight).expect("2D target").labels);
         for &size in &sizes[1..] {
             count += 1;
             pixels += size;

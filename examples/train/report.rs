@@ -186,7 +186,7 @@ fn example_svg(
     small: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let truth = label(target.view(), Connectivity::Eight)?.labels;
-    let sizes = counts(&truth);
+    let sizes = label_sizes(&truth);
     let mut panels = vec![(
         "ground truth (purple: small)".to_owned(),
         truth.mapv(|id| match id {
@@ -242,8 +242,8 @@ fn example_svg(
     Ok(())
 }
 
-/// The size of every label, indexed by label.
-fn counts(labels: &Array2<u32>) -> Vec<u64> {
+/// The size of every label, indexed by label (index 0: the background).
+pub fn label_sizes(labels: &Array2<u32>) -> Vec<u64> {
     let mut sizes = vec![0u64; labels.iter().max().map_or(1, |&m| m as usize + 1)];
     for &l in labels {
         sizes[l as usize] += 1;
