@@ -6,7 +6,8 @@
 //! - background voxels (id 0, most of a volume) are summed in registers, reduced across the
 //!   workgroup in shared memory, and written once per tile, with no atomic: per-tile partials,
 //!   summed in a tree afterwards;
-//! - instance voxels are summed in runs of equal id, and each run is added to the bins of the
+//! - the other voxels (instances, and background regions such as Voronoi cells) are summed in
+//!   runs of equal id, and each run is added to the bins of the
 //!   tile's *chunk* (a group of tiles with bins of its own, so that no `f32` bin takes more than a
 //!   chunk's voxels) with one atomic per statistic: the device's float atomic add where it has
 //!   one, a compare-and-swap loop on the bits where it has not. The chunks are summed afterwards.
@@ -101,6 +102,7 @@ impl InstanceSumsBackend for CubeBackend {
                 background.clone().into_tensor_arg(),
                 voxels as u32,
                 bins as u32,
+                foreground_end(spec),
                 tiles_per_chunk as u32,
                 spec.input == SumInput::Logits,
                 spec.squares,
@@ -142,6 +144,7 @@ impl InstanceSumsBackend for CubeBackend {
                 dx.clone().into_tensor_arg(),
                 voxels as u32,
                 spec.bins as u32,
+                foreground_end(spec),
                 total as u32,
                 spec.input == SumInput::Logits,
                 spec.squares,
@@ -157,6 +160,11 @@ impl InstanceSumsBackend for CubeBackend {
 fn flat(t: CubeTensor) -> CubeTensor {
     let n = t.meta.num_elements();
     reshape(into_contiguous(t), Shape::new([n]))
+}
+
+/// The first target-0 bin after the foreground, as the kernels take it (ids are `i32`).
+fn foreground_end(spec: InstanceSumsSpec) -> u32 {
+    spec.foreground_end.map_or(u32::MAX, |end| end.min(u32::MAX as usize) as u32)
 }
 
 fn i32_ids(ids: CubeTensor) -> CubeTensor {
@@ -243,6 +251,7 @@ fn sums_kernel<F: Float, A: BinAdd>(
     background: &mut Tensor<f32>,
     voxels: u32,
     bins: u32,
+    foreground_end: u32,
     tiles_per_chunk: u32,
     #[comptime] logits: bool,
     #[comptime] squares: bool,
@@ -279,7 +288,7 @@ fn sums_kernel<F: Float, A: BinAdd>(
             let p = probability(value, logits);
             let mut ce = 0.0f32;
             if comptime!(with_ce) {
-                ce = cross_entropy(value, p, id > 0, logits);
+                ce = cross_entropy(value, p, id > 0 && (id as u32) < foreground_end, logits);
             }
             if id == 0 {
                 background_p += p;
@@ -405,6 +414,7 @@ fn gradient_kernel<F: Float>(
     dx: &mut Tensor<F>,
     voxels: u32,
     bins: u32,
+    foreground_end: u32,
     total: u32,
     #[comptime] logits: bool,
     #[comptime] squares: bool,
@@ -419,7 +429,7 @@ fn gradient_kernel<F: Float>(
     let at = ABSOLUTE_POS;
     let row = at / voxels as usize;
     let id = ids[at];
-    let target = id > 0;
+    let target = id > 0 && (id as u32) < foreground_end;
     let slot = row * (stats * bins) as usize + id as usize;
     let value = f32::cast_from(x[at]);
     let p = probability(value, logits);

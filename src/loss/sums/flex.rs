@@ -1,10 +1,11 @@
 //! The op on flex (CPU): the sums and the gradient in fused host passes with rayon.
 //!
 //! The forward pass reads every voxel once (its probability computed on the fly, never stored)
-//! and adds its statistics into `f64` bins; blocks of 8 background voxels (the common case) are
-//! summed in lanes without a bin lookup per voxel. The backward pass reads every voxel once more:
-//! it writes every voxel's gradient as if it were background (one branch-free loop), then
-//! rewrites the voxels of the blocks that hold an instance from the gradients of their bins.
+//! and adds its statistics into `f64` bins; blocks of 8 voxels of one bin (the background, the
+//! inside of an instance or of a Voronoi cell: the common case) are summed in lanes without a bin
+//! lookup per voxel. The backward pass reads every voxel once more: it writes every voxel's
+//! gradient as if it were background (one branch-free loop), then rewrites the other blocks, a
+//! block of one bin with that bin's gradients in one loop, the others voxel by voxel.
 //! Inputs in `f32` use a vectorisable sigmoid ([`fast_math`](crate::loss::fast_math)); `f64`
 //! inputs are computed in `f64` (finite differences); `f16` and `bf16` go through `f32`.
 //!
@@ -141,6 +142,13 @@ fn all_background<I: InstanceId>(ids: &[I; BLOCK]) -> bool {
     ids.iter().fold(0, |any, id| any | id.bin()) == 0
 }
 
+/// The bin of a block whose ids are all equal, found without a branch per id.
+#[inline(always)]
+fn uniform<I: InstanceId>(ids: &[I; BLOCK]) -> Option<usize> {
+    let first = ids[0].bin();
+    (ids.iter().fold(0, |any, id| any | (id.bin() ^ first)) == 0).then_some(first)
+}
+
 /// A float type the passes compute in: `f32` or `f64`.
 ///
 /// `LOGITS` says whether the inputs are logits ([`SumInput::Logits`]) or probabilities: a
@@ -268,26 +276,29 @@ fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, 
     let bins = spec.bins;
     // Where each statistic's bins start in `acc`.
     let at = |s: Statistic| spec.index(s).map(|i| i * bins);
-    let count_at = at(Statistic::Count).expect("always summed");
-    let (square_at, ce_at) = (at(Statistic::Square), at(Statistic::CrossEntropy));
-    let squares = square_at.is_some();
+    let offsets = Offsets {
+        count: at(Statistic::Count).expect("always summed"),
+        square: at(Statistic::Square),
+        ce: at(Statistic::CrossEntropy),
+    };
     let mut acc = vec![0f64; bins * spec.statistics()];
     let add = |acc: &mut [f64], x: R, p: R, id: I| {
         let (b, p) = (id.bin(), p.to_f64());
         acc[b] += p;
-        acc[count_at + b] += 1.0;
-        if let Some(at) = square_at {
+        acc[offsets.count + b] += 1.0;
+        if let Some(at) = offsets.square {
             acc[at + b] += p * p;
         }
-        if let Some(at) = ce_at {
-            acc[at + b] += cross_entropy(spec.input, x.to_f64(), b > 0);
+        if let Some(at) = offsets.ce {
+            acc[at + b] += cross_entropy(spec.input, x.to_f64(), spec.target(b));
         }
     };
     let (blocks, tail) = x.as_chunks::<BLOCK>();
     let (id_blocks, id_tail) = ids.as_chunks::<BLOCK>();
-    // Background lanes: p, p^2, cross-entropy.
-    let mut lanes = [[0f64; BLOCK]; 3];
-    let mut background = 0usize;
+    // Background lanes (p, p^2, cross-entropy), and the lanes of the other bin blocks fall in.
+    let mut background = [[0f64; BLOCK]; 3];
+    let mut background_count = 0usize;
+    let mut lanes = Lanes::default();
     for (x, ids) in blocks.iter().zip(id_blocks) {
         // Plain loops over the lanes, without bins, that the compiler vectorises.
         let mut p = [R::from_f64(0.0); BLOCK];
@@ -295,20 +306,16 @@ fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, 
             *p = x.probability::<LOGITS>();
         }
         if all_background(ids) {
-            background += BLOCK;
-            for (lane, p) in lanes[0].iter_mut().zip(p) {
-                *lane += p.to_f64();
+            background_count += BLOCK;
+            add_lanes(&mut background, x, p, offsets, |x| cross_entropy(spec.input, x, false));
+        } else if let Some(bin) = uniform(ids) {
+            if bin != lanes.bin {
+                lanes.flush(&mut acc, offsets);
+                lanes.bin = bin;
             }
-            if squares {
-                for (lane, p) in lanes[1].iter_mut().zip(p) {
-                    *lane += p.to_f64() * p.to_f64();
-                }
-            }
-            if ce_at.is_some() {
-                for (lane, x) in lanes[2].iter_mut().zip(x) {
-                    *lane += cross_entropy(spec.input, x.to_f64(), false);
-                }
-            }
+            lanes.count += BLOCK;
+            let target = spec.target(bin);
+            add_lanes(&mut lanes.sums, x, p, offsets, |x| cross_entropy(spec.input, x, target));
         } else {
             for ((&x, p), &id) in x.iter().zip(p).zip(ids) {
                 add(&mut acc, x, p, id);
@@ -318,15 +325,71 @@ fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, 
     for (&x, &id) in tail.iter().zip(id_tail) {
         add(&mut acc, x, x.probability::<LOGITS>(), id);
     }
-    acc[0] += lanes[0].iter().sum::<f64>();
-    acc[count_at] += background as f64;
-    if let Some(at) = square_at {
-        acc[at] += lanes[1].iter().sum::<f64>();
-    }
-    if let Some(at) = ce_at {
-        acc[at] += lanes[2].iter().sum::<f64>();
-    }
+    lanes.flush(&mut acc, offsets);
+    Lanes { sums: background, count: background_count, bin: 0 }.flush(&mut acc, offsets);
     acc
+}
+
+/// Adds a block's p, p^2 and cross-entropy (when summed) to lanes.
+#[inline(always)]
+fn add_lanes<R: Real>(
+    lanes: &mut [[f64; BLOCK]; 3],
+    x: &[R; BLOCK],
+    p: [R; BLOCK],
+    offsets: Offsets,
+    cross_entropy: impl Fn(f64) -> f64,
+) {
+    for (lane, p) in lanes[0].iter_mut().zip(p) {
+        *lane += p.to_f64();
+    }
+    if offsets.square.is_some() {
+        for (lane, p) in lanes[1].iter_mut().zip(p) {
+            *lane += p.to_f64() * p.to_f64();
+        }
+    }
+    if offsets.ce.is_some() {
+        for (lane, x) in lanes[2].iter_mut().zip(x) {
+            *lane += cross_entropy(x.to_f64());
+        }
+    }
+}
+
+/// Where the statistics' bins start in a task's accumulator (the probabilities' at 0).
+#[derive(Clone, Copy)]
+struct Offsets {
+    count: usize,
+    square: Option<usize>,
+    ce: Option<usize>,
+}
+
+/// The sums of blocks that fall in one bin, in lanes.
+#[derive(Default)]
+struct Lanes {
+    /// p, p^2 and cross-entropy lanes.
+    sums: [[f64; BLOCK]; 3],
+    /// Voxels summed.
+    count: usize,
+    bin: usize,
+}
+
+impl Lanes {
+    /// Adds the lanes into their bin of `acc` and clears them.
+    #[inline(always)]
+    fn flush(&mut self, acc: &mut [f64], offsets: Offsets) {
+        if self.count == 0 {
+            return;
+        }
+        let b = self.bin;
+        acc[b] += self.sums[0].iter().sum::<f64>();
+        acc[offsets.count + b] += self.count as f64;
+        if let Some(at) = offsets.square {
+            acc[at + b] += self.sums[1].iter().sum::<f64>();
+        }
+        if let Some(at) = offsets.ce {
+            acc[at + b] += self.sums[2].iter().sum::<f64>();
+        }
+        *self = Self { bin: b, ..Self::default() };
+    }
 }
 
 /// The gradient with respect to `x` of a scalar whose gradient with respect to the sums is
@@ -362,7 +425,7 @@ fn gradient_of<const LOGITS: bool, R: Real, I: InstanceId>(
                 })
                 .collect();
             out.par_chunks_mut(len).zip(x.par_chunks(len).zip(ids.par_chunks(len))).for_each(|(out, (x, ids))| {
-                Arch::new().dispatch(GradientTask::<LOGITS, R, I> { out, x, ids, bin_grads: &bin_grads })
+                Arch::new().dispatch(GradientTask::<LOGITS, R, I> { spec, out, x, ids, bin_grads: &bin_grads })
             });
         },
     );
@@ -372,6 +435,7 @@ fn gradient_of<const LOGITS: bool, R: Real, I: InstanceId>(
 /// One task of [`gradient`]: the gradient of a stretch of one row, from the bin gradients of
 /// that row; dispatched like [`SumTask`].
 struct GradientTask<'a, const LOGITS: bool, R, I> {
+    spec: InstanceSumsSpec,
     out: &'a mut [R],
     x: &'a [R],
     ids: &'a [I],
@@ -383,12 +447,13 @@ impl<const LOGITS: bool, R: Real, I: InstanceId> WithSimd for GradientTask<'_, L
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, _: S) {
-        gradient_task::<LOGITS, R, I>(self.out, self.x, self.ids, self.bin_grads);
+        gradient_task::<LOGITS, R, I>(self.spec, self.out, self.x, self.ids, self.bin_grads);
     }
 }
 
 #[inline(always)]
 fn gradient_task<const LOGITS: bool, R: Real, I: InstanceId>(
+    spec: InstanceSumsSpec,
     out: &mut [R],
     x: &[R],
     ids: &[I],
@@ -399,23 +464,37 @@ fn gradient_task<const LOGITS: bool, R: Real, I: InstanceId>(
     for (out, &x) in out.iter_mut().zip(x) {
         *out = x.voxel_gradient::<LOGITS>(false, &background);
     }
-    // ...then the instance voxels again, found a block at a time.
-    let instance = |out: &mut [R], x: &[R], ids: &[I]| {
-        for ((out, &x), &id) in out.iter_mut().zip(x).zip(ids) {
-            if id.bin() > 0 {
-                *out = x.voxel_gradient::<LOGITS>(true, &bin_grads[id.bin()]);
-            }
-        }
-    };
+    // ...then the other blocks again: a block in one bin with that bin's values in one loop,
+    // the others voxel by voxel.
+    let voxel = |out: &mut R, x: R, bin: usize| *out = x.voxel_gradient::<LOGITS>(spec.target(bin), &bin_grads[bin]);
     let (blocks, tail) = out.as_chunks_mut::<BLOCK>();
     let (x_blocks, x_tail) = x.as_chunks::<BLOCK>();
     let (id_blocks, id_tail) = ids.as_chunks::<BLOCK>();
     for ((out, x), ids) in blocks.iter_mut().zip(x_blocks).zip(id_blocks) {
-        if !all_background(ids) {
-            instance(out, x, ids);
+        if all_background(ids) {
+            continue;
+        }
+        match uniform(ids) {
+            Some(bin) => {
+                let (target, g) = (spec.target(bin), &bin_grads[bin]);
+                for (out, &x) in out.iter_mut().zip(x) {
+                    *out = x.voxel_gradient::<LOGITS>(target, g);
+                }
+            }
+            None => {
+                for ((out, &x), &id) in out.iter_mut().zip(x).zip(ids) {
+                    if id.bin() > 0 {
+                        voxel(out, x, id.bin());
+                    }
+                }
+            }
         }
     }
-    instance(tail, x_tail, id_tail);
+    for ((out, &x), &id) in tail.iter_mut().zip(x_tail).zip(id_tail) {
+        if id.bin() > 0 {
+            voxel(out, x, id.bin());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -473,27 +552,36 @@ mod tests {
                 let bins = *ids.iter().max().unwrap() as usize + 1;
                 let ids32: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
                 let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                for (squares, ce) in [(false, false), (true, true), (false, true)] {
+                for (squares, ce, split) in [(false, false, false), (true, true, false), (false, true, true)] {
                     let spec = InstanceSumsSpec::new(input, bins).with_squares(squares).with_cross_entropy(ce);
+                    // The upper half of the bins as target-0 regions (Voronoi cells).
+                    let spec = if split { spec.with_foreground_end(bins / 2 + 1) } else { spec };
                     let stats = spec.statistics();
-                    // The definition, from the f64 inputs.
-                    let mut expected = vec![0f64; rows * stats * bins];
-                    for (i, (&x, &id)) in x.iter().zip(&ids).enumerate() {
-                        let p = probability(x, input);
-                        let at = |s: usize| (i / voxels * stats + s) * bins + id as usize;
-                        expected[at(0)] += p;
-                        expected[at(1)] += 1.0;
-                        if let Some(s) = spec.index(super::super::Statistic::Square) {
-                            expected[at(s)] += p * p;
+                    // The definition, in f64.
+                    let definition = |x: &[f64]| {
+                        let mut expected = vec![0f64; rows * stats * bins];
+                        for (i, (&x, &id)) in x.iter().zip(&ids).enumerate() {
+                            let p = probability(x, input);
+                            let at = |s: usize| (i / voxels * stats + s) * bins + id as usize;
+                            expected[at(0)] += p;
+                            expected[at(1)] += 1.0;
+                            if let Some(s) = spec.index(super::super::Statistic::Square) {
+                                expected[at(s)] += p * p;
+                            }
+                            if let Some(s) = spec.index(super::super::Statistic::CrossEntropy) {
+                                expected[at(s)] += cross_entropy(input, x, spec.target(id as usize));
+                            }
                         }
-                        if let Some(s) = spec.index(super::super::Statistic::CrossEntropy) {
-                            expected[at(s)] += cross_entropy(input, x, id > 0);
-                        }
-                    }
+                        expected
+                    };
+                    let expected = definition(&x);
                     assert_close(&sums(spec, &x, &ids, rows), &expected, 1e-9, "f64 sums");
                     assert_close(&sums(spec, &x, &ids32, rows), &expected, 1e-9, "f64 sums, i32 ids");
-                    // f32 inputs: the probabilities are rounded to f32, the sums are f64.
-                    assert_close(&sums(spec, &x32, &ids32, rows), &expected, 1e-6, "f32 sums");
+                    // f32 inputs: the probabilities are computed in f32, the sums in f64 (against
+                    // the definition at the f32 inputs: `-ln(1 - p)` near `p = 1` magnifies the
+                    // rounding of the inputs themselves).
+                    let x32_as_f64: Vec<f64> = x32.iter().map(|&v| f64::from(v)).collect();
+                    assert_close(&sums(spec, &x32, &ids32, rows), &definition(&x32_as_f64), 1e-6, "f32 sums");
 
                     // The gradient: made-up bin gradients, checked voxel by voxel.
                     let grad: Vec<f64> = (0..rows * stats * bins).map(|i| (i as f64 * 0.7).sin()).collect();
@@ -507,7 +595,7 @@ mod tests {
                             at(spec.index(super::super::Statistic::Square)),
                             at(spec.index(super::super::Statistic::CrossEntropy)),
                         );
-                        let t = f64::from(u8::from(id > 0));
+                        let t = f64::from(u8::from(spec.target(id as usize)));
                         let expected = |p: f64| {
                             let (dp_dx, dce_dx) = match input {
                                 SumInput::Logits => (p * (1.0 - p), p - t),

@@ -32,7 +32,11 @@ pub(crate) fn scatter_sums(values: Tensor<2>, ids: Tensor<2, Int>, spec: Instanc
     };
     let chunks = voxels.div_ceil(chunk).max(1);
     let x = values.cast(compute);
-    let target = ids.clone().greater_elem(0).float().cast(compute);
+    let mut target = ids.clone().greater_elem(0);
+    if let Some(end) = spec.foreground_end {
+        target = target.bool_and(ids.clone().lower_elem(end as i64));
+    }
+    let target = target.float().cast(compute);
     let p = match spec.input {
         SumInput::Logits => sigmoid(x.clone()),
         SumInput::Probabilities => x.clone(),

@@ -40,8 +40,8 @@ pub enum Statistic {
     Count,
     /// `sum p^2` (squared Dice denominators), when [`InstanceSumsSpec::squares`] is set.
     Square,
-    /// The summed binary cross-entropy against the bin's target (0 for bin 0, 1 for every other
-    /// bin), when [`InstanceSumsSpec::cross_entropy`] is set. Per voxel it is at most
+    /// The summed binary cross-entropy against the bin's target ([`InstanceSumsSpec::target`]),
+    /// when [`InstanceSumsSpec::cross_entropy`] is set. Per voxel it is at most
     /// [`MAX_LOGIT_CROSS_ENTROPY`] from logits and `-ln(PROBABILITY_FLOOR)` from probabilities.
     CrossEntropy,
 }
@@ -73,12 +73,37 @@ pub struct InstanceSumsSpec {
     pub cross_entropy: bool,
     /// The number of bins per row: ids are in `0..bins`.
     pub bins: usize,
+    /// Where the target-0 bins after the foreground start: bins `1..end` have target 1, bin 0 and
+    /// the bins from `end` on target 0. `None` (the default): every bin but 0 has target 1.
+    /// Lets one id map split the background into regions of its own (Voronoi cells).
+    pub foreground_end: Option<usize>,
 }
 
 impl InstanceSumsSpec {
     /// Probability and count sums only, for `bins` bins.
     pub fn new(input: SumInput, bins: usize) -> Self {
-        Self { input, squares: false, cross_entropy: false, bins }
+        Self { input, squares: false, cross_entropy: false, bins, foreground_end: None }
+    }
+
+    /// With target-0 bins from `end` on (see [`foreground_end`](Self::foreground_end)).
+    pub fn with_foreground_end(self, end: usize) -> Self {
+        Self { foreground_end: Some(end), ..self }
+    }
+
+    /// Whether the voxels of `bin` have target 1.
+    ///
+    /// # Example
+    /// ```
+    /// use blob_loss::loss::sums::{InstanceSumsSpec, SumInput};
+    ///
+    /// let spec = InstanceSumsSpec::new(SumInput::Logits, 5);
+    /// assert!(!spec.target(0) && spec.target(4));
+    /// let cells = spec.with_foreground_end(3); // bins 3 and 4: background regions
+    /// assert!(cells.target(2) && !cells.target(3));
+    /// ```
+    #[inline(always)]
+    pub fn target(&self, bin: usize) -> bool {
+        bin > 0 && self.foreground_end.is_none_or(|end| bin < end)
     }
 
     /// With or without the `p^2` sums.
