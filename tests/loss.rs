@@ -4,7 +4,10 @@
 mod common;
 
 use blob_loss::Error;
-use blob_loss::loss::{Activation, BaseLossConfig, BlobLossConfig, Engine, Masking};
+use blob_loss::components::voronoi_batch;
+use blob_loss::loss::{
+    Activation, BaseLossConfig, BlobLossConfig, Engine, LossTargets, Partition, false_positive_components,
+};
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorData};
 use common::Rng;
@@ -58,9 +61,19 @@ fn tensors<const D: usize>(
     (x, y)
 }
 
+/// The parts of the loss: total, global, blob, false positive.
+type Parts = (Tensor<1>, Tensor<1>, Tensor<1>, Tensor<1>);
+
 /// The naive reference: an explicit loop over elements, channels and instances, each instance
-/// scored on an explicit mask, with plain burn ops (f32).
-fn naive<const D: usize>(config: &BlobLossConfig, x: Tensor<D>, ids: &[i32]) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+/// scored on an explicit mask (the background plus itself, or its Voronoi cell from `cells`), and
+/// each false-positive component of `fp` on its voxels, with plain burn ops (f32).
+fn naive<const D: usize>(
+    config: &BlobLossConfig,
+    x: Tensor<D>,
+    ids: &[i32],
+    cells: Option<&[i32]>,
+    fp: Option<&[i32]>,
+) -> Parts {
     let dims = x.dims();
     let (b, c) = (dims[0], dims[1]);
     let n: usize = dims[2..].iter().product();
@@ -72,7 +85,7 @@ fn naive<const D: usize>(config: &BlobLossConfig, x: Tensor<D>, ids: &[i32]) -> 
         Activation::None => x.clone(),
     };
     let row = |t: &Tensor<3>, bi: usize, ci: usize| t.clone().slice([bi..bi + 1, ci..ci + 1, 0..n]).reshape([n]);
-    let score = |base: &BaseLossConfig, p: Tensor<1>, logits: Option<Tensor<1>>, t: Vec<f32>| -> Tensor<1> {
+    let score = |base: &BaseLossConfig, p: Tensor<1>, logits: Option<Tensor<1>>, t: Vec<f32>, voxels: usize| {
         let t = Tensor::<1>::from_floats(t.as_slice(), &device);
         let tp = (p.clone() * t.clone()).sum();
         let mut loss = Tensor::<1>::zeros([1], &device);
@@ -95,11 +108,12 @@ fn naive<const D: usize>(config: &BlobLossConfig, x: Tensor<D>, ids: &[i32]) -> 
                     let s = sigmoid(x);
                     (t.clone() * s.clone().log() + (t.clone().neg() + 1.0) * (s.neg() + 1.0).log()).neg()
                 }
-                None => (t.clone() * p.clone().log().clamp_min(-100.0)
-                    + (t.clone().neg() + 1.0) * (p.clone().neg() + 1.0).log().clamp_min(-100.0))
+                // The crate's floor: q clamped at 1e-12.
+                None => (t.clone() * p.clone().clamp_min(1e-12).log()
+                    + (t.clone().neg() + 1.0) * (p.clone().neg() + 1.0).clamp_min(1e-12).log())
                 .neg(),
             };
-            loss = loss + per_voxel.sum() * (base.bce_weight / n as f64);
+            loss = loss + per_voxel.sum() * (base.bce_weight / voxels as f64);
         }
         loss
     };
@@ -112,26 +126,32 @@ fn naive<const D: usize>(config: &BlobLossConfig, x: Tensor<D>, ids: &[i32]) -> 
             let row_ids = &ids[(bi * c + ci) * n..(bi * c + ci + 1) * n];
             let t: Vec<f32> = row_ids.iter().map(|&i| f32::from(u8::from(i > 0))).collect();
             let logits = sigmoid_logits.then(|| row(&x, bi, ci));
-            global.push(score(&config.global_loss, row(&p, bi, ci), logits, t));
+            global.push(score(&config.global_loss, row(&p, bi, ci), logits, t, n));
             let mut instances: Vec<i32> = row_ids.iter().copied().filter(|&i| i > 0).collect();
             instances.sort();
             instances.dedup();
             let mut instance_losses = Vec::new();
             for &k in &instances {
                 let t: Vec<f32> = row_ids.iter().map(|&i| f32::from(u8::from(i == k))).collect();
-                match config.masking {
-                    Masking::Exclude => {
-                        let keep: Vec<i32> =
-                            (0..n).filter(|&v| row_ids[v] == 0 || row_ids[v] == k).map(|v| v as i32).collect();
+                let row_cells = cells.map(|map| &map[(bi * c + ci) * n..(bi * c + ci + 1) * n]);
+                match config.partition {
+                    Partition::Exclude | Partition::Voronoi => {
+                        let in_domain = |v: usize| match row_cells {
+                            Some(cells) => row_ids[v] == k || (row_ids[v] == 0 && cells[v] == k),
+                            None => row_ids[v] == 0 || row_ids[v] == k,
+                        };
+                        let keep: Vec<i32> = (0..n).filter(|&v| in_domain(v)).map(|v| v as i32).collect();
                         let idx = Tensor::<1, Int>::from_ints(keep.as_slice(), &device);
                         let t: Vec<f32> = keep.iter().map(|&v| t[v as usize]).collect();
                         let logits = sigmoid_logits.then(|| row(&x, bi, ci).select(0, idx.clone()));
-                        instance_losses.push(score(&config.blob_loss, row(&p, bi, ci).select(0, idx), logits, t));
+                        let voxels = if row_cells.is_some() { keep.len() } else { n };
+                        let p = row(&p, bi, ci).select(0, idx);
+                        instance_losses.push(score(&config.blob_loss, p, logits, t, voxels));
                     }
-                    Masking::Reference => {
+                    Partition::Reference => {
                         let mask: Vec<f32> = row_ids.iter().map(|&i| f32::from(u8::from(i == 0 || i == k))).collect();
                         let masked = row(&x, bi, ci) * Tensor::<1>::from_floats(mask.as_slice(), &device);
-                        instance_losses.push(score(&config.blob_loss, sigmoid(masked.clone()), Some(masked), t));
+                        instance_losses.push(score(&config.blob_loss, sigmoid(masked.clone()), Some(masked), t, n));
                     }
                 }
             }
@@ -146,14 +166,68 @@ fn naive<const D: usize>(config: &BlobLossConfig, x: Tensor<D>, ids: &[i32]) -> 
         }
     }
     let global = Tensor::cat(global, 0).mean();
-    let blob = if element_losses.is_empty() {
-        Tensor::<1>::zeros([1], &device)
-    } else {
-        let count = element_losses.len() as f64;
-        Tensor::cat(element_losses, 0).sum() / count
+    let mean = |losses: Vec<Tensor<1>>| {
+        if losses.is_empty() {
+            Tensor::<1>::zeros([1], &device)
+        } else {
+            let count = losses.len() as f64;
+            Tensor::cat(losses, 0).sum() / count
+        }
     };
-    let total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
-    (total, global, blob)
+    let blob = mean(element_losses);
+    // The false-positive term: sum(p sg(p)) / sg(sum p) per component, then the same means.
+    let mut fp_elements = Vec::new();
+    for bi in 0..b {
+        let mut channels = Vec::new();
+        for ci in 0..c {
+            let Some(fp) = fp else { continue };
+            let row_fp = &fp[(bi * c + ci) * n..(bi * c + ci + 1) * n];
+            let mut components: Vec<i32> = row_fp.iter().copied().filter(|&i| i > 0).collect();
+            components.sort();
+            components.dedup();
+            let terms: Vec<Tensor<1>> = components
+                .iter()
+                .map(|&j| {
+                    let keep: Vec<i32> = (0..n).filter(|&v| row_fp[v] == j).map(|v| v as i32).collect();
+                    let p = row(&p, bi, ci).select(0, Tensor::<1, Int>::from_ints(keep.as_slice(), &device));
+                    (p.clone() * p.clone().detach()).sum() / p.detach().sum()
+                })
+                .collect();
+            if !terms.is_empty() {
+                channels.push(mean(terms));
+            }
+        }
+        if !channels.is_empty() {
+            fp_elements.push(mean(channels));
+        }
+    }
+    let false_positive = mean(fp_elements);
+    let total = global.clone() * config.global_weight
+        + blob.clone() * config.blob_weight
+        + false_positive.clone() * config.false_positive_weight;
+    (total, global, blob, false_positive)
+}
+
+/// The Voronoi cells of an instance map `[B, C, spatial..]` (anisotropic spacing).
+fn cells_of(shape: &[usize], ids: &[i32]) -> Vec<i32> {
+    let labels = ndarray::ArrayD::from_shape_vec(shape.to_vec(), ids.iter().map(|&i| i as u32).collect()).unwrap();
+    let spacing: Vec<f64> = (2..shape.len()).map(|axis| 1.0 + 0.25 * axis as f64).collect();
+    voronoi_batch(labels.view(), &spacing).unwrap().iter().map(|&c| c as i32).collect()
+}
+
+/// The targets a configuration needs: the instance map, with its cells for `Partition::Voronoi`.
+fn targets_for<const D: usize>(
+    config: &BlobLossConfig,
+    shape: [usize; D],
+    ids: &[i32],
+    device: &Device,
+) -> LossTargets<D> {
+    let int = |values: Vec<i32>| Tensor::<D, Int>::from_data(TensorData::new(values, shape.to_vec()), device);
+    let targets = LossTargets::new(int(ids.to_vec()));
+    match config.partition {
+        Partition::Voronoi => targets.with_cells(int(cells_of(&shape, ids))),
+        _ => targets,
+    }
 }
 
 fn close(a: f64, b: f64, rel: f64, what: &str) {
@@ -179,14 +253,31 @@ fn check_against_naive<const D: usize>(
     let loss = config.init();
 
     let (x, y) = tensors(shape, &logits, &ids, &device);
-    let parts = loss.forward_parts(x.clone(), y);
+    // The cells of the instance map and the false-positive components of the prediction.
+    let cells = (config.partition == Partition::Voronoi).then(|| cells_of(&shape, ids.as_slice()));
+    let fp: Option<Vec<i32>> = (config.false_positive_weight > 0.0).then(|| {
+        let map = false_positive_components(x.clone(), y.clone(), config.activation, config.false_positive_threshold);
+        map.unwrap().into_data().convert::<i32>().try_to_vec().unwrap()
+    });
+    let int = |values: &[i32]| Tensor::<D, Int>::from_data(TensorData::new(values.to_vec(), shape.to_vec()), &device);
+    let mut targets = LossTargets::new(y.clone());
+    if let Some(cells) = &cells {
+        targets = targets.with_cells(int(cells));
+    }
+    let parts = loss.forward_parts(x.clone(), targets.clone());
     let (x_naive, _) = tensors(shape, &logits, &ids, &device);
-    let (total, global, blob) = naive(config, x_naive.clone(), &ids);
+    let (total, global, blob, false_positive) = naive(config, x_naive.clone(), &ids, cells.as_deref(), fp.as_deref());
 
     let what = format!("{config:?} {shape:?}");
     close(scalar(parts.global.clone()), scalar(global), 1e-5, &format!("global, {what}"));
     close(scalar(parts.blob.clone()), scalar(blob), 1e-5, &format!("blob, {what}"));
+    close(scalar(parts.false_positive.clone()), scalar(false_positive), 1e-5, &format!("false positive, {what}"));
     close(scalar(parts.total.clone()), scalar(total.clone()), 1e-5, &format!("total, {what}"));
+    if let Some(fp) = &fp {
+        // Components given by the caller: the same loss as the ones the loss finds itself.
+        let given = loss.forward_parts(x.clone(), targets.with_false_positives(int(fp)));
+        close(scalar(given.total), scalar(parts.total.clone()), 1e-6, &format!("given components, {what}"));
+    }
 
     let g_fast = to_vec(x.grad(&parts.total.backward()).unwrap().reshape([-1]));
     let g_naive = to_vec(x_naive.grad(&total.backward()).unwrap().reshape([-1]));
@@ -211,14 +302,30 @@ fn configs() -> Vec<BlobLossConfig> {
                     .with_tversky_beta_fn(0.7)
                     .with_smooth_nr(0.0),
             ),
-        BlobLossConfig::new().with_masking(Masking::Reference),
+        BlobLossConfig::new().with_partition(Partition::Reference),
         BlobLossConfig::new()
-            .with_masking(Masking::Reference)
+            .with_partition(Partition::Reference)
             .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_squared_denominator(true)),
         BlobLossConfig::new().with_activation(Activation::Softmax),
         BlobLossConfig::new()
             .with_activation(Activation::None)
             .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_tversky_weight(0.5)),
+        // The CC loss: Dice + BCE per Voronoi cell.
+        BlobLossConfig::new()
+            .with_partition(Partition::Voronoi)
+            .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0)),
+        BlobLossConfig::new()
+            .with_partition(Partition::Voronoi)
+            .with_activation(Activation::Softmax)
+            .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_squared_denominator(true)),
+        // The prediction term, with blob loss and with the CC loss.
+        BlobLossConfig::new().with_false_positive_weight(0.7),
+        BlobLossConfig::new()
+            .with_partition(Partition::Voronoi)
+            .with_activation(Activation::None)
+            .with_false_positive_weight(1.0)
+            .with_false_positive_threshold(0.3)
+            .with_blob_loss(BaseLossConfig::new().with_tversky_weight(1.0).with_bce_weight(0.5)),
     ]
 }
 
@@ -304,15 +411,18 @@ fn gradient_matches_finite_differences() {
         BlobLossConfig::new()
             .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_tversky_weight(1.0))
             .with_engine(Engine::Scatter),
-        BlobLossConfig::new().with_activation(Activation::Softmax).with_masking(Masking::Exclude),
+        BlobLossConfig::new().with_activation(Activation::Softmax).with_partition(Partition::Exclude),
+        BlobLossConfig::new()
+            .with_partition(Partition::Voronoi)
+            .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0)),
     ] {
         let loss = config.init();
-        let (x, y) = tensors(shape, &logits, &ids, &device.clone().autodiff());
-        let total = loss.forward(x.clone(), y);
+        let (x, _) = tensors(shape, &logits, &ids, &device.clone().autodiff());
+        let total = loss.forward(x.clone(), targets_for(&config, shape, &ids, &device.clone().autodiff()));
         let grad = to_vec(x.grad(&total.backward()).unwrap().reshape([-1]));
         let eval = |values: &[f32]| {
-            let (x, y) = tensors(shape, values, &ids, &device);
-            scalar(loss.forward(x, y))
+            let (x, _) = tensors(shape, values, &ids, &device);
+            scalar(loss.forward(x, targets_for(&config, shape, &ids, &device)))
         };
         let eps = 1e-2f32;
         for i in (0..logits.len()).step_by(5) {
@@ -408,6 +518,88 @@ fn large_volumes_do_not_drift() {
     }
 }
 
+/// The new maps and settings: missing cells, cells of another shape or naming no instance, bad
+/// thresholds, false-positive components of another shape.
+#[test]
+fn voronoi_and_false_positive_inputs_are_checked() {
+    let device = base_device();
+    let x = Tensor::<4>::zeros([1, 1, 2, 2], &device);
+    let y = Tensor::<4, Int>::from_ints([[[[1, 0], [0, 0]]]], &device);
+    let voronoi = BlobLossConfig::new().with_partition(Partition::Voronoi).init();
+    let err = voronoi.try_forward(x.clone(), y.clone()).unwrap_err();
+    assert!(err.to_string().contains("give the cells"), "{err}");
+    let wrong_shape = LossTargets::new(y.clone()).with_cells(Tensor::<4, Int>::zeros([1, 1, 2, 3], &device));
+    let err = voronoi.try_forward(x.clone(), wrong_shape).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { what: "cells vs outputs", .. }), "{err}");
+    let unknown = LossTargets::new(y.clone()).with_cells(Tensor::<4, Int>::from_ints([[[[1, 1], [2, 1]]]], &device));
+    let err = voronoi.try_forward(x.clone(), unknown).unwrap_err();
+    assert!(err.to_string().contains("cell id 2 names no instance"), "{err}");
+    for threshold in [0.0, 1.0, f64::NAN] {
+        let err = BlobLossConfig::new().with_false_positive_threshold(threshold).try_init().unwrap_err();
+        assert!(err.to_string().contains("false_positive_threshold"), "{err}");
+        let err = false_positive_components(x.clone(), y.clone(), Activation::Sigmoid, threshold).unwrap_err();
+        assert!(err.to_string().contains("threshold"), "{err}");
+    }
+    let err = BlobLossConfig::new().with_false_positive_weight(-1.0).try_init().unwrap_err();
+    assert!(err.to_string().contains("false_positive_weight"), "{err}");
+    let fp = BlobLossConfig::new().with_false_positive_weight(1.0).init();
+    let wrong_shape = LossTargets::new(y.clone()).with_false_positives(Tensor::<4, Int>::zeros([1, 2, 2, 2], &device));
+    let err = fp.try_forward(x.clone(), wrong_shape).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    let err = false_positive_components(x, Tensor::<4, Int>::zeros([1, 1, 1, 2], &device), Activation::Sigmoid, 0.5)
+        .unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+}
+
+/// The CC loss by hand: two instances in a 1 x 8 row, each scored on its own cell only, so a
+/// false positive costs only the cell it falls in.
+#[test]
+fn voronoi_cells_score_each_instance_on_its_cell() {
+    let device = device();
+    // Instance 1 at voxel 0, instance 2 at voxel 7; cells split the row 0..4 | 4..8.
+    let p = [0.9f32, 0.0, 0.0, 0.6, 0.0, 0.0, 0.0, 0.8];
+    let ids = [1, 0, 0, 0, 0, 0, 0, 2];
+    let cells = [1, 1, 1, 1, 2, 2, 2, 2];
+    let x = Tensor::<3>::from_data(TensorData::new(p.to_vec(), vec![1, 1, 8]), &device);
+    let int = |v: &[i32]| Tensor::<3, Int>::from_data(TensorData::new(v.to_vec(), vec![1, 1, 8]), &device);
+    let targets = LossTargets::new(int(&ids)).with_cells(int(&cells));
+    let base = BaseLossConfig::new().with_bce_weight(1.0).with_smooth_nr(0.0).with_smooth_dr(1e-9);
+    let config =
+        BlobLossConfig::new().with_activation(Activation::None).with_partition(Partition::Voronoi).with_blob_loss(base);
+    let blob = scalar(config.init().forward_parts(x, targets).blob);
+    let ce = |q: f64| -q.max(1e-12).ln();
+    // Cell 1: Dice 2 * 0.9 / (0.9 + 0.6 + 1), cross-entropy over its 4 voxels / 4.
+    let cell1 = 1.0 - 1.8 / 2.5 + (ce(0.9) + 2.0 * ce(1.0) + ce(0.4)) / 4.0;
+    // Cell 2: the false positive at voxel 3 is not here.
+    let cell2 = 1.0 - 1.6 / 1.8 + (3.0 * ce(1.0) + ce(0.8)) / 4.0;
+    close(blob, (cell1 + cell2) / 2.0, 1e-6, "CC loss");
+}
+
+/// The prediction term by hand: a false-positive component's value is `sum p^2 / sum p`, and its
+/// gradient `p / sum p` per voxel, the same total pull for a small and a large component.
+#[test]
+fn false_positive_term_pushes_every_component_alike() {
+    let device = device();
+    // A true component (voxels 0-1, on instance 1), a 1-voxel and a 3-voxel false positive.
+    let p = [0.9f32, 0.7, 0.0, 0.6, 0.0, 0.8, 0.6, 0.6];
+    let ids = [1, 0, 0, 0, 0, 0, 0, 0];
+    let x = Tensor::<3>::from_data(TensorData::new(p.to_vec(), vec![1, 1, 8]), &device).require_grad();
+    let y = Tensor::<3, Int>::from_data(TensorData::new(ids.to_vec(), vec![1, 1, 8]), &device);
+    let config = BlobLossConfig::new()
+        .with_activation(Activation::None)
+        .with_global_weight(0.0)
+        .with_blob_weight(0.0)
+        .with_false_positive_weight(1.0);
+    let parts = config.init().forward_parts(x.clone(), y);
+    let big = (0.64 + 0.36 + 0.36) / 2.0;
+    close(scalar(parts.false_positive.clone()), (0.6 + big) / 2.0, 1e-6, "false-positive term");
+    let grad = to_vec(x.grad(&parts.total.backward()).unwrap().reshape([-1]));
+    let expected = [0.0, 0.0, 0.0, 0.5, 0.0, 0.8 / 4.0, 0.6 / 4.0, 0.6 / 4.0];
+    for (i, (g, e)) in grad.iter().zip(expected).enumerate() {
+        assert!((g - e).abs() <= 1e-6, "voxel {i}: {g} vs {e}");
+    }
+}
+
 #[test]
 fn bad_inputs_are_clear_errors() {
     let device = base_device();
@@ -448,7 +640,8 @@ fn bad_inputs_are_clear_errors() {
     assert!(err.to_string().contains("blob_loss.smooth_dr must be > 0"), "{err}");
     let bce_only = zero_dr.with_dice_weight(0.0).with_bce_weight(1.0);
     assert!(BlobLossConfig::new().with_blob_loss(bce_only).try_init().is_ok());
-    let err = BlobLossConfig::new().with_activation(Activation::Softmax).with_masking(Masking::Reference).try_init();
+    let err =
+        BlobLossConfig::new().with_activation(Activation::Softmax).with_partition(Partition::Reference).try_init();
     assert!(err.unwrap_err().to_string().contains("Activation::Sigmoid"));
 }
 
@@ -527,8 +720,8 @@ fn infinite_and_zero_logits_give_finite_exact_gradients() {
     }
     // Every configuration, both engines: finite.
     for config in configs_both_paths().into_iter().filter(|c| c.activation == Activation::Sigmoid) {
-        let (x, y) = tensors([1, 1, 8], &logits, &ids, &device);
-        let total = config.init().forward(x.clone(), y);
+        let (x, _) = tensors([1, 1, 8], &logits, &ids, &device);
+        let total = config.init().forward(x.clone(), targets_for(&config, [1, 1, 8], &ids, &device));
         assert!(scalar(total.clone()).is_finite(), "{config:?}");
         let grad = to_vec(x.grad(&total.backward()).unwrap().reshape([-1]));
         assert!(grad.iter().all(|g| g.is_finite()), "{config:?}: {grad:?}");

@@ -4,7 +4,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use blob_loss::loss::{Activation, BaseLossConfig, BlobLossConfig, Engine, Masking};
+use blob_loss::loss::{Activation, BaseLossConfig, BlobLossConfig, Engine, Partition};
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use libfuzzer_sys::fuzz_target;
 
@@ -12,7 +12,7 @@ use libfuzzer_sys::fuzz_target;
 struct Input {
     dims: [u8; 4],
     activation: u8,
-    reference_masking: bool,
+    reference_partition: bool,
     scatter: bool,
     bce: bool,
     squared: bool,
@@ -36,7 +36,7 @@ fuzz_target!(|input: Input| {
         BaseLossConfig::new().with_bce_weight(f64::from(u8::from(input.bce))).with_squared_denominator(input.squared);
     let config = BlobLossConfig::new()
         .with_activation(activation)
-        .with_masking(if input.reference_masking { Masking::Reference } else { Masking::Exclude })
+        .with_partition(if input.reference_partition { Partition::Reference } else { Partition::Exclude })
         .with_engine(if input.scatter { Engine::Scatter } else { Engine::Fused })
         .with_global_weight(f64::from(input.weights[0] % 4))
         .with_blob_weight(f64::from(input.weights[1] % 4))

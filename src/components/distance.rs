@@ -110,6 +110,42 @@ pub fn voronoi<D: Dimension>(labels: ArrayView<'_, u32, D>, spacing: &[f64]) -> 
     Ok(transform.nearest.mapv(|i| flat.get(i).copied().unwrap_or(0)))
 }
 
+/// [`voronoi`] of every `(element, channel)` slice of a `[B, C, spatial..]` instance map (for
+/// example [`BatchLabeling::labels`](super::BatchLabeling)): the cells that
+/// [`Partition::Voronoi`](crate::loss::Partition::Voronoi) scores instances on. `spacing` has one
+/// value per spatial axis.
+///
+/// # Errors
+/// [`Error::UnsupportedRank`] unless the map has 1 to 3 spatial axes, and the errors of
+/// [`voronoi`].
+///
+/// # Example
+/// ```
+/// use blob_loss::components::voronoi_batch;
+/// use ndarray::array;
+///
+/// let labels = array![[[[1u32, 0, 0, 2]]], [[[0, 0, 0, 0]]]];
+/// let cells = voronoi_batch(labels.view(), &[1.0, 1.0]).unwrap();
+/// assert_eq!(cells, array![[[[1, 1, 2, 2]]], [[[0, 0, 0, 0]]]]);
+/// ```
+pub fn voronoi_batch<D: Dimension>(labels: ArrayView<'_, u32, D>, spacing: &[f64]) -> Result<Array<u32, D>, Error> {
+    if !(3..=5).contains(&labels.ndim()) {
+        return Err(Error::UnsupportedRank {
+            what: "instance map",
+            ndim: labels.ndim(),
+            expected: "3, 4 or 5 ([B, C, spatial..] with 1 to 3 spatial axes)",
+        });
+    }
+    check_spacing(labels.ndim() - 2, spacing)?;
+    let mut cells = ndarray::ArrayD::zeros(labels.shape());
+    for (element, mut out) in labels.view().into_dyn().outer_iter().zip(cells.outer_iter_mut()) {
+        for (channel, mut out) in element.outer_iter().zip(out.outer_iter_mut()) {
+            out.assign(&voronoi(channel, spacing)?);
+        }
+    }
+    Ok(cells.into_dimensionality().expect("the labels' rank"))
+}
+
 fn check_spacing(ndim: usize, spacing: &[f64]) -> Result<(), Error> {
     if spacing.len() != ndim {
         return Err(Error::InvalidArgument(format!(

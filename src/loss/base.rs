@@ -14,7 +14,8 @@ use crate::Error;
 /// - Dice: `1 - (2 sum(p t) + smooth_nr) / (sum(p) + sum(t) + smooth_dr)`, with `sum(p^2)` in the
 ///   denominator when `squared_denominator` is set (MONAI's `squared_pred`).
 /// - BCE: `sum(-t ln p - (1 - t) ln(1 - p)) / N`, in the numerically stable form on logits when
-///   the activation is a sigmoid; `N` is the number of voxels of the batch element.
+///   the activation is a sigmoid; `N` is the number of voxels of the batch element (of the cell,
+///   with [`Partition::Voronoi`](super::Partition::Voronoi)).
 /// - Tversky: `1 - (TP + smooth_nr) / (TP + alpha_fp FP + beta_fn FN + smooth_dr)`.
 ///
 /// # Example
@@ -66,8 +67,16 @@ pub(crate) struct RegionSums {
     pub t: Tensor<2>,
     /// The summed per-voxel cross-entropy, when BCE is used.
     pub bce: Option<Tensor<2>>,
-    /// The number of voxels BCE is normalised by.
-    pub voxels: f64,
+    /// What the summed cross-entropy is divided by.
+    pub voxels: Voxels,
+}
+
+/// The number of voxels BCE is normalised by.
+pub(crate) enum Voxels {
+    /// The same for every region (the voxels of a batch element).
+    All(f64),
+    /// Each region's own size, `[R, M]` (a Voronoi cell).
+    PerRegion(Box<Tensor<2>>),
 }
 
 impl BaseLossConfig {
@@ -134,7 +143,11 @@ impl BaseLossConfig {
         }
         if self.bce_weight > 0.0 {
             let bce = sums.bce.clone().expect("BCE sums are computed when BCE is on");
-            loss = loss + bce * (self.bce_weight / sums.voxels);
+            loss = loss
+                + match &sums.voxels {
+                    Voxels::All(voxels) => bce * (self.bce_weight / voxels),
+                    Voxels::PerRegion(voxels) => bce / voxels.as_ref().clone().clamp_min(1.0) * self.bce_weight,
+                };
         }
         loss
     }

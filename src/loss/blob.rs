@@ -6,40 +6,55 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{FloatDType, Int, Tensor};
 
 use super::activation::Activation;
-use super::base::{BaseLossConfig, RegionSums};
-use super::ids::bin_ids;
+use super::base::{BaseLossConfig, RegionSums, Voxels};
+use super::false_positives::false_positive_components;
+use super::ids::{BinIds, bin_ids, voronoi_bin_ids};
 use super::sums::{Engine, InstanceSumsSpec, Statistic, SumInput, is_flex, sums_unchecked};
+use super::targets::LossTargets;
 use crate::Error;
 
 /// The default of [`BlobLossConfig::max_bins`]: `2^27` bins, 1 GiB of `f64` sums per statistic.
 pub const MAX_BINS: usize = 1 << 27;
 
-/// How the voxels of the *other* instances enter instance `k`'s term.
+/// The domain each instance is scored on: which voxels enter instance `k`'s term.
 ///
 /// # Example
 /// ```
-/// use blob_loss::loss::{BlobLossConfig, Masking};
+/// use blob_loss::loss::{BlobLossConfig, Partition};
 ///
-/// let reference = BlobLossConfig::new().with_masking(Masking::Reference);
+/// let reference = BlobLossConfig::new().with_partition(Partition::Reference);
 /// assert!(reference.validate().is_ok());
 /// ```
 #[derive(Config, Debug, PartialEq, Eq, Copy)]
-pub enum Masking {
-    /// The paper's semantics: other instances are removed from instance `k`'s term; it is scored
-    /// on the background plus instance `k` only.
+pub enum Partition {
+    /// Blob loss, the paper's semantics: the other instances are removed from instance `k`'s
+    /// term; it is scored on the background plus instance `k`. A false positive anywhere counts
+    /// in every instance's term.
     Exclude,
-    /// Bit for bit what the published reference code computes: the *logits* of the other
+    /// Bit for bit what the published blob loss code computes: the *logits* of the other
     /// instances are set to 0, so they count as probability 0.5 (and `ln 2` of cross-entropy),
     /// target 0. Only with [`Activation::Sigmoid`]; for reproducing numbers made with that code.
     Reference,
+    /// The connected-component (CC) loss of "Learning to Look Closer" (Bouteille, Jaus et al.,
+    /// ISBI 2026, arXiv 2511.17146): instance `k` is scored on its Voronoi cell only, the voxels
+    /// nearer to it than to any other instance ([`LossTargets::cells`], from
+    /// [`voronoi_batch`](crate::components::voronoi_batch)); BCE is divided by the cell's size. A
+    /// false positive counts only in the cell it falls in. With Dice + BCE as the base loss this
+    /// is the paper's per-cell `1 - 2 I_k / (P_k + G_k)` plus the cell's mean cross-entropy
+    /// (with `smooth_nr`/`smooth_dr` of `1e-5` where the paper clamps the denominator at `1e-7`).
+    /// An element without instances has no cells and no term (the global term scores it; the
+    /// paper's code scores its whole image as one cell, whose Dice is then constant).
+    Voronoi,
 }
 
 /// Configuration of [`BlobLoss`].
 ///
-/// `L = global_weight * L_global + blob_weight * L_blob`, where `L_global` is `global_loss` over
-/// every `(element, channel)` (averaged) and `L_blob` is `blob_loss` per instance, averaged over
-/// the instances of a channel, then over the channels that have instances, then over the batch
-/// elements that have any.
+/// `L = global_weight * L_global + blob_weight * L_blob + false_positive_weight * L_fp`, where
+/// `L_global` is `global_loss` over every `(element, channel)` (averaged), `L_blob` is
+/// `blob_loss` per instance on its domain ([`Partition`]), averaged over the instances of a
+/// channel, then over the channels that have instances, then over the batch elements that have
+/// any, and `L_fp` the prediction term of the false-positive components, averaged the same way
+/// (see [`false_positive_weight`](Self::false_positive_weight)).
 ///
 /// # Example
 /// ```
@@ -68,9 +83,24 @@ pub struct BlobLossConfig {
     /// The base loss of every instance's term (soft Dice by default).
     #[config(default = "BaseLossConfig::new()")]
     pub blob_loss: BaseLossConfig,
-    /// How other instances enter an instance's term.
-    #[config(default = "Masking::Exclude")]
-    pub masking: Masking,
+    /// The domain each instance is scored on: blob loss ([`Partition::Exclude`]), its reference
+    /// code, or the CC loss's Voronoi cells.
+    #[config(default = "Partition::Exclude")]
+    pub partition: Partition,
+    /// The weight of the prediction term (the BiCC idea, Jaus et al.): every connected component
+    /// of the thresholded prediction that touches no instance gets a term
+    /// `sum(p sg(p)) / sg(sum p)` over its voxels (`sg`: no gradient), whose gradient pushes each
+    /// of its voxels down by `p / sum(p)`: the same pull for a 5-voxel and a 5,000-voxel false
+    /// positive, which never vanishes while the component is predicted. 0 (the default) switches
+    /// it off. BiCC scores every predicted component's Voronoi cell and mixes its two branches
+    /// with `1 - alpha`, `alpha`; here the components that touch an instance are already scored by
+    /// the instance terms, so only the false positives get a term, on their own voxels, with a
+    /// weight of their own.
+    #[config(default = 0.0)]
+    pub false_positive_weight: f64,
+    /// The probability above which a voxel is predicted, for the false-positive components.
+    #[config(default = 0.5)]
+    pub false_positive_threshold: f64,
     /// How the per-instance sums are computed: the fused op (host passes on flex, one cube kernel
     /// on wgpu and cuda) or burn's generic tensor operations, the slower reference.
     #[config(default = "Engine::Fused")]
@@ -86,19 +116,31 @@ impl BlobLossConfig {
     /// Checks the configuration.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for a negative or non-finite weight or smoothing term, base losses
-    /// with every weight 0, or [`Masking::Reference`] without a sigmoid.
+    /// [`Error::InvalidConfig`] for a negative or non-finite weight or smoothing term, a
+    /// threshold outside `(0, 1)`, base losses with every weight 0, or [`Partition::Reference`]
+    /// without a sigmoid.
     pub fn validate(&self) -> Result<(), Error> {
-        for (name, value) in [("global_weight", self.global_weight), ("blob_weight", self.blob_weight)] {
+        let weights = [
+            ("global_weight", self.global_weight),
+            ("blob_weight", self.blob_weight),
+            ("false_positive_weight", self.false_positive_weight),
+        ];
+        for (name, value) in weights {
             if !value.is_finite() || value < 0.0 {
                 return Err(Error::InvalidConfig(format!("{name} must be finite and >= 0, got {value}")));
             }
         }
+        if !(self.false_positive_threshold > 0.0 && self.false_positive_threshold < 1.0) {
+            return Err(Error::InvalidConfig(format!(
+                "false_positive_threshold must be in (0, 1), got {}",
+                self.false_positive_threshold
+            )));
+        }
         self.global_loss.validate("global_loss")?;
         self.blob_loss.validate("blob_loss")?;
-        if self.masking == Masking::Reference && self.activation != Activation::Sigmoid {
+        if self.partition == Partition::Reference && self.activation != Activation::Sigmoid {
             return Err(Error::InvalidConfig(
-                "Masking::Reference reproduces the reference code, which applies a sigmoid to masked logits: \
+                "Partition::Reference reproduces the reference code, which applies a sigmoid to masked logits: \
                  use Activation::Sigmoid"
                     .into(),
             ));
@@ -159,6 +201,9 @@ pub struct BlobLossOutput {
     /// The blob term, unweighted, shape `[1]` (0, with a zero gradient, when no element has an
     /// instance).
     pub blob: Tensor<1>,
+    /// The prediction term of the false-positive components, unweighted, shape `[1]` (0 when
+    /// [`BlobLossConfig::false_positive_weight`] is 0 or no element has a false positive).
+    pub false_positive: Tensor<1>,
     /// How many batch elements have at least one instance (the denominator of the blob mean),
     /// shape `[1]`, as a float without gradient.
     pub elements_with_instances: Tensor<1>,
@@ -197,39 +242,47 @@ pub struct BlobLoss {
 }
 
 impl BlobLoss {
-    /// The loss: `global_weight * global + blob_weight * blob`, shape `[1]`.
+    /// The loss: `global_weight * global + blob_weight * blob + false_positive_weight *
+    /// false_positive`, shape `[1]`.
     ///
     /// - `outputs`: `[B, C, spatial..]` (D = 3, 4 or 5), logits (or probabilities with
     ///   [`Activation::None`]).
-    /// - `instances`: the same shape; for channel `c`, 0 is background and each positive id one
-    ///   instance of class `c` (ids need not be contiguous).
+    /// - `targets`: the instance map (same shape; for channel `c`, 0 is background and each
+    ///   positive id one instance of class `c`; ids need not be contiguous), or [`LossTargets`]
+    ///   with the Voronoi cells ([`Partition::Voronoi`]) and the false-positive components.
     ///
     /// # Panics
     /// With the message of the error [`try_forward`](Self::try_forward) would return.
-    pub fn forward<const D: usize>(&self, outputs: Tensor<D>, instances: Tensor<D, Int>) -> Tensor<1> {
-        self.try_forward(outputs, instances).unwrap_or_else(|e| panic!("{e}"))
+    pub fn forward<const D: usize>(&self, outputs: Tensor<D>, targets: impl Into<LossTargets<D>>) -> Tensor<1> {
+        self.try_forward(outputs, targets).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// [`forward`](Self::forward), returning bad input as an error.
     ///
     /// # Errors
-    /// [`Error::UnsupportedRank`], [`Error::ShapeMismatch`], [`Error::InvalidArgument`] for a
-    /// shape with a zero-sized axis, [`Error::NegativeInstanceId`], [`Error::TooManyInstances`]; on the CPU backend, where reading the value costs nothing,
-    /// [`Error::NonFiniteLoss`] when the outputs hold NaN (GPU backends return the NaN loss).
+    /// [`Error::UnsupportedRank`], [`Error::ShapeMismatch`] (for any map), [`Error::InvalidArgument`]
+    /// for a shape with a zero-sized axis, missing cells with [`Partition::Voronoi`] or cell ids
+    /// that name no instance, [`Error::NegativeInstanceId`], [`Error::TooManyInstances`]; on the
+    /// CPU backend, where reading the value costs nothing, [`Error::NonFiniteLoss`] when the
+    /// outputs hold NaN (GPU backends return the NaN loss).
     pub fn try_forward<const D: usize>(
         &self,
         outputs: Tensor<D>,
-        instances: Tensor<D, Int>,
+        targets: impl Into<LossTargets<D>>,
     ) -> Result<Tensor<1>, Error> {
-        Ok(self.try_forward_parts(outputs, instances)?.total)
+        Ok(self.try_forward_parts(outputs, targets)?.total)
     }
 
-    /// The loss with its unweighted global and blob parts.
+    /// The loss with its unweighted parts.
     ///
     /// # Panics
     /// With the message of the error [`try_forward_parts`](Self::try_forward_parts) would return.
-    pub fn forward_parts<const D: usize>(&self, outputs: Tensor<D>, instances: Tensor<D, Int>) -> BlobLossOutput {
-        self.try_forward_parts(outputs, instances).unwrap_or_else(|e| panic!("{e}"))
+    pub fn forward_parts<const D: usize>(
+        &self,
+        outputs: Tensor<D>,
+        targets: impl Into<LossTargets<D>>,
+    ) -> BlobLossOutput {
+        self.try_forward_parts(outputs, targets).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// [`forward_parts`](Self::forward_parts), returning bad input as an error.
@@ -239,9 +292,10 @@ impl BlobLoss {
     pub fn try_forward_parts<const D: usize>(
         &self,
         outputs: Tensor<D>,
-        instances: Tensor<D, Int>,
+        targets: impl Into<LossTargets<D>>,
     ) -> Result<BlobLossOutput, Error> {
         let config = &self.config;
+        let LossTargets { instances, cells, false_positives } = targets.into();
         let dims = outputs.dims();
         if !(3..=5).contains(&D) {
             return Err(Error::UnsupportedRank {
@@ -250,12 +304,12 @@ impl BlobLoss {
                 expected: "3, 4 or 5 ([B, C, spatial..] with 1 to 3 spatial axes)",
             });
         }
-        if instances.dims() != dims {
-            return Err(Error::ShapeMismatch {
-                what: "instances vs outputs",
-                expected: dims.to_vec(),
-                found: instances.dims().to_vec(),
-            });
+        let maps = [("instances vs outputs", Some(&instances)), ("cells vs outputs", cells.as_ref())];
+        let maps = maps.into_iter().chain([("false positives vs outputs", false_positives.as_ref())]);
+        for (what, map) in maps {
+            if let Some(map) = map.filter(|map| map.dims() != dims) {
+                return Err(Error::ShapeMismatch { what, expected: dims.to_vec(), found: map.dims().to_vec() });
+            }
         }
         if dims.contains(&0) {
             // burn reads a 0 in a reshape target as "keep this axis": refuse empty tensors here.
@@ -263,11 +317,30 @@ impl BlobLoss {
                 "outputs of shape {dims:?} have no voxels: the loss needs at least one element, channel and voxel"
             )));
         }
+        let voronoi = config.partition == Partition::Voronoi;
+        if voronoi && cells.is_none() {
+            return Err(Error::InvalidArgument(
+                "Partition::Voronoi scores each instance on its Voronoi cell: give the cells \
+                 (LossTargets::with_cells, from components::voronoi_batch of the instance map)"
+                    .into(),
+            ));
+        }
         let rows = dims[0] * dims[1];
         let voxels: usize = dims[2..].iter().product();
         let device = outputs.device();
         let dtype = FloatDType::from(outputs.dtype());
         let on_flex = is_flex(&device);
+        let fp_on = config.false_positive_weight > 0.0;
+        let false_positives = match (fp_on, false_positives) {
+            (true, Some(map)) => Some(map),
+            (true, None) => Some(false_positive_components(
+                outputs.clone(),
+                instances.clone(),
+                config.activation,
+                config.false_positive_threshold,
+            )?),
+            (false, _) => None,
+        };
         let (values, input) = match config.activation {
             Activation::Sigmoid => (outputs.reshape([rows, voxels]), SumInput::Logits),
             Activation::Softmax => {
@@ -279,11 +352,18 @@ impl BlobLoss {
             Activation::None => (outputs.reshape([rows, voxels]), SumInput::Probabilities),
         };
         let spec = InstanceSumsSpec::new(input, 0).with_squares(self.needs_p2()).with_cross_entropy(self.needs_bce());
-        let ids = bin_ids(instances.reshape([rows, voxels]), config.max_bins, spec.statistics())?;
-        let spec = InstanceSumsSpec { bins: ids.bins, ..spec };
-        let sums = sums_unchecked(values, ids.ids, spec, config.engine);
+        let instances = instances.reshape([rows, voxels]);
+        let ids = match cells {
+            Some(cells) if voronoi => {
+                voronoi_bin_ids(instances, cells.reshape([rows, voxels]), config.max_bins, spec.statistics())?
+            }
+            _ => bin_ids(instances, config.max_bins, spec.statistics())?,
+        };
+        let BinIds { ids, bins, foreground_end } = ids;
+        let spec = InstanceSumsSpec { bins, foreground_end, ..spec };
+        let sums = sums_unchecked(values.clone(), ids, spec, config.engine);
         let stat = |s: Statistic| {
-            spec.index(s).map(|i| sums.clone().slice([0..rows, i..i + 1, 0..ids.bins]).reshape([rows, ids.bins]))
+            spec.index(s).map(|i| sums.clone().slice([0..rows, i..i + 1, 0..bins]).reshape([rows, bins]))
         };
         let bins = Bins {
             p: stat(Statistic::Probability).expect("always summed"),
@@ -291,10 +371,19 @@ impl BlobLoss {
             bce: stat(Statistic::CrossEntropy),
             count: stat(Statistic::Count).expect("always summed"),
             voxels: voxels as f64,
+            foreground_end: foreground_end.unwrap_or(bins),
         };
         let global = self.global_term(&bins);
         let (blob, elements_with_instances) = self.blob_term(&bins, dims[0], dims[1]);
-        let total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
+        let mut total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
+        let false_positive = match false_positives {
+            Some(map) => {
+                let term = self.false_positive_term(values, map.reshape([rows, voxels]), input, dims[0], dims[1])?;
+                total = total + term.clone() * config.false_positive_weight;
+                term
+            }
+            None => Tensor::zeros([1], (&device, global.dtype())),
+        };
         if on_flex {
             let value = total.clone().into_scalar::<f64>();
             if !value.is_finite() {
@@ -305,6 +394,7 @@ impl BlobLoss {
             total: total.cast(dtype),
             global: global.cast(dtype),
             blob: blob.cast(dtype),
+            false_positive: false_positive.cast(dtype),
             elements_with_instances: elements_with_instances.detach().cast(dtype),
         })
     }
@@ -319,39 +409,46 @@ impl BlobLoss {
 
     /// The global base loss of every `(element, channel)`, averaged.
     fn global_term(&self, b: &Bins) -> Tensor<1> {
-        let (sum_p, sum_p2, sum_bce, count, voxels) = (&b.p, &b.p2, &b.bce, &b.count, b.voxels);
-        let [rows, bins] = sum_p.dims();
-        let foreground = |t: &Tensor<2>| t.clone().slice([0..rows, 1..bins]).sum_dim(1);
+        let (sum_p, sum_p2, sum_bce, count) = (&b.p, &b.p2, &b.bce, &b.count);
+        let [rows, _] = sum_p.dims();
+        let foreground = |t: &Tensor<2>| t.clone().slice([0..rows, 1..b.foreground_end]).sum_dim(1);
         let sums = RegionSums {
             p: sum_p.clone().sum_dim(1),
             p2: sum_p2.as_ref().map(|t| t.clone().sum_dim(1)),
             tp: foreground(sum_p),
             t: foreground(count),
             bce: sum_bce.as_ref().map(|t| t.clone().sum_dim(1)),
-            voxels,
+            voxels: Voxels::All(b.voxels),
         };
         self.config.global_loss.score(&sums).mean()
     }
 
-    /// The blob term: every instance scored on the background plus itself, then the nested means;
-    /// and the number of elements with instances, shape `[1]`.
+    /// The blob term: every instance scored on its domain, then the nested means; and the number
+    /// of elements with instances, shape `[1]`.
     fn blob_term(&self, b: &Bins, batch: usize, channels: usize) -> (Tensor<1>, Tensor<1>) {
-        let (sum_p, sum_p2, sum_bce, count, voxels) = (&b.p, &b.p2, &b.bce, &b.count, b.voxels);
+        let (sum_p, sum_p2, sum_bce, count) = (&b.p, &b.p2, &b.bce, &b.count);
         let [rows, bins] = sum_p.dims();
-        let background = |t: &Tensor<2>| t.clone().slice([0..rows, 0..1]);
-        let instance = |t: &Tensor<2>| t.clone().slice([0..rows, 1..bins]);
-        // Per instance k: the background plus k.
-        let with_background = |t: &Tensor<2>| instance(t) + background(t);
+        let end = b.foreground_end;
+        let instance = |t: &Tensor<2>| t.clone().slice([0..rows, 1..end]);
         let size = instance(count);
+        // Per instance k, the sums over its domain: its cell (bins `end..`, in the instances'
+        // order), or the background plus k.
+        let domain: &dyn Fn(&Tensor<2>) -> Tensor<2> = match self.config.partition {
+            Partition::Voronoi => &|t| instance(t) + t.clone().slice([0..rows, end..bins]),
+            Partition::Exclude | Partition::Reference => &|t| instance(t) + t.clone().slice([0..rows, 0..1]),
+        };
         let mut sums = RegionSums {
-            p: with_background(sum_p),
-            p2: sum_p2.as_ref().map(with_background),
+            p: domain(sum_p),
+            p2: sum_p2.as_ref().map(domain),
             tp: instance(sum_p),
             t: size.clone(),
-            bce: sum_bce.as_ref().map(with_background),
-            voxels,
+            bce: sum_bce.as_ref().map(domain),
+            voxels: match self.config.partition {
+                Partition::Voronoi => Voxels::PerRegion(Box::new(domain(count))),
+                _ => Voxels::All(b.voxels),
+            },
         };
-        if self.config.masking == Masking::Reference {
+        if self.config.partition == Partition::Reference {
             // The other instances' voxels, at logit 0: p = 0.5, p^2 = 0.25, cross-entropy ln 2.
             let others = size.clone().neg() + size.clone().sum_dim(1);
             sums.p = sums.p + others.clone() * 0.5;
@@ -359,30 +456,64 @@ impl BlobLoss {
             sums.bce = sums.bce.map(|bce| bce + others * std::f64::consts::LN_2);
         }
         let per_instance = self.config.blob_loss.score(&sums);
+        nested_mean(per_instance, size, batch, channels)
+    }
 
-        // Means over present instances, channels with instances, elements with instances. Absent
-        // bins (rows with fewer instances than the fullest) are selected out, not multiplied by 0.
-        let absent = size.clone().lower_elem(0.5); // sizes are whole numbers
-        let present = size.clamp_max(1.0); // 1 where present, 0 elsewhere
-        let n_instances = present.sum_dim(1); // [rows, 1]
-        let channel_loss = per_instance.mask_fill(absent, 0.0).sum_dim(1) / n_instances.clone().clamp_min(1.0);
-        let channel_has = n_instances.clone().clamp_max(1.0);
-        let channel_loss = channel_loss.reshape([batch, channels]);
-        let channel_has = channel_has.reshape([batch, channels]);
-        let n_channels = channel_has.clone().sum_dim(1); // [batch, 1]
-        let element_loss = (channel_loss * channel_has).sum_dim(1) / n_channels.clone().clamp_min(1.0);
-        let element_has = n_channels.clone().clamp_max(1.0);
-        let n_elements = element_has.clone().sum();
-        let blob = (element_loss * element_has).sum() / n_elements.clone().clamp_min(1.0);
-        (blob.reshape([1]), n_elements.reshape([1]))
+    /// The prediction term: `sum(p sg(p)) / sg(sum p)` per false-positive component, averaged
+    /// like the blob term. One more pass over the voxels, summing `p` and `p^2` per component.
+    fn false_positive_term(
+        &self,
+        values: Tensor<2>,
+        components: Tensor<2, Int>,
+        input: SumInput,
+        batch: usize,
+        channels: usize,
+    ) -> Result<Tensor<1>, Error> {
+        let [rows, _] = values.dims();
+        let ids = bin_ids(components, self.config.max_bins, 2)?;
+        // Every bin has target 0 (no cross-entropy is summed).
+        let spec = InstanceSumsSpec::new(input, ids.bins).with_squares(true).with_foreground_end(1);
+        let sums = sums_unchecked(values, ids.ids, spec, self.config.engine);
+        let stat = |s: Statistic| {
+            let i = spec.index(s).expect("summed");
+            sums.clone().slice([0..rows, i..i + 1, 1..ids.bins]).reshape([rows, ids.bins - 1])
+        };
+        let (p, p2, size) = (stat(Statistic::Probability), stat(Statistic::Square), stat(Statistic::Count));
+        // d/dp of p^2 / (2 sg(sum p)) is p / sum p; the detached rest makes the value sum(p^2) / sum(p).
+        let denominator = p.detach().clamp_min(f64::from(f32::MIN_POSITIVE));
+        let half = p2.clone() / (denominator.clone() * 2.0);
+        let per_component = half.clone() + (p2.detach() / denominator - half.detach());
+        Ok(nested_mean(per_component, size, batch, channels).0)
     }
 }
 
-/// The per-bin sums, `[rows, bins]` each; bin 0 of a row is its background.
+/// The mean of per-region losses `[rows, regions]` over the present regions of a row (size > 0;
+/// absent bins are selected out, not multiplied by 0), then over the channels that have regions,
+/// then over the batch elements that have any; and the number of such elements, shape `[1]`.
+fn nested_mean(per_region: Tensor<2>, size: Tensor<2>, batch: usize, channels: usize) -> (Tensor<1>, Tensor<1>) {
+    let absent = size.clone().lower_elem(0.5); // sizes are whole numbers
+    let present = size.clamp_max(1.0); // 1 where present, 0 elsewhere
+    let n_regions = present.sum_dim(1); // [rows, 1]
+    let channel_loss = per_region.mask_fill(absent, 0.0).sum_dim(1) / n_regions.clone().clamp_min(1.0);
+    let channel_has = n_regions.clamp_max(1.0);
+    let channel_loss = channel_loss.reshape([batch, channels]);
+    let channel_has = channel_has.reshape([batch, channels]);
+    let n_channels = channel_has.clone().sum_dim(1); // [batch, 1]
+    let element_loss = (channel_loss * channel_has).sum_dim(1) / n_channels.clone().clamp_min(1.0);
+    let element_has = n_channels.clamp_max(1.0);
+    let n_elements = element_has.clone().sum();
+    let mean = (element_loss * element_has).sum() / n_elements.clone().clamp_min(1.0);
+    (mean.reshape([1]), n_elements.reshape([1]))
+}
+
+/// The per-bin sums, `[rows, bins]` each; bin 0 of a row is its background, bins
+/// `1..foreground_end` its instances, the bins after them (with [`Partition::Voronoi`]) the
+/// background of each instance's cell.
 struct Bins {
     p: Tensor<2>,
     p2: Option<Tensor<2>>,
     bce: Option<Tensor<2>>,
     count: Tensor<2>,
     voxels: f64,
+    foreground_end: usize,
 }

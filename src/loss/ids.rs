@@ -10,8 +10,10 @@ use crate::Error;
 pub(crate) struct BinIds {
     /// `[rows, voxels]`.
     pub ids: Tensor<2, Int>,
-    /// Bins per row: 1 + the largest id.
+    /// Bins per row.
     pub bins: usize,
+    /// Where the target-0 cell bins start ([`voronoi_bin_ids`]); `None` for plain instance ids.
+    pub foreground_end: Option<usize>,
 }
 
 /// Checks an id map `[rows, voxels]` and makes its ids bin indices.
@@ -30,7 +32,7 @@ pub(crate) fn bin_ids(ids: Tensor<2, Int>, max_bins: usize, statistics: usize) -
     let (_, max) = id_range(&ids)?;
     let total = |bins: u128| rows as u128 * bins;
     if (max as u128) < voxels.max(1) as u128 && total(max as u128 + 1) <= max_bins as u128 {
-        return Ok(BinIds { ids, bins: max as usize + 1 });
+        return Ok(BinIds { ids, bins: max as usize + 1, foreground_end: None });
     }
     let device = ids.device();
     let values: Vec<i64> = ids.into_data().convert::<i64>().try_to_vec().expect("converted to i64");
@@ -53,7 +55,78 @@ pub(crate) fn bin_ids(ids: Tensor<2, Int>, max_bins: usize, statistics: usize) -
         });
     }
     let ids = Tensor::from_data(TensorData::new(compact, vec![rows, voxels]), &device);
-    Ok(BinIds { ids, bins })
+    Ok(BinIds { ids, bins, foreground_end: None })
+}
+
+/// One id map for an instance map and its Voronoi cells (`[rows, voxels]` each): with `M`
+/// instance bins, instance `k`'s voxels get bin `k` (target 1) and the background voxels of cell
+/// `k` bin `M + k` (target 0, `foreground_end = M + 1`); background voxels of cell 0 stay in bin 0.
+///
+/// Ids are used as they are when they are below the number of voxels and `2M + 1` bins per row
+/// fit in `max_bins` (one host read of each map's extremes); otherwise both maps are renumbered on
+/// the host, the cells with the instances' new numbers (a cell naming no instance of its row
+/// becomes 0).
+///
+/// # Errors
+/// As [`bin_ids`], plus [`Error::InvalidArgument`] for a negative cell id or a cell id above the
+/// largest instance id.
+pub(crate) fn voronoi_bin_ids(
+    instances: Tensor<2, Int>,
+    cells: Tensor<2, Int>,
+    max_bins: usize,
+    statistics: usize,
+) -> Result<BinIds, Error> {
+    let [rows, voxels] = instances.dims();
+    let (_, max) = id_range(&instances)?;
+    let (cell_min, cell_max) = id_range(&cells).map_err(|_| Error::InvalidArgument("negative cell id".into()))?;
+    if cell_min < 0 || cell_max > max {
+        return Err(Error::InvalidArgument(format!(
+            "cell id {cell_max} names no instance (the largest instance id is {max}): cells hold the ids of \
+             the instances (components::voronoi_batch of the instance map)"
+        )));
+    }
+    let total = |bins: u128| rows as u128 * bins;
+    if (max as u128) < voxels.max(1) as u128 && total(2 * max as u128 + 1) <= max_bins as u128 {
+        let background_cell = instances.clone().equal_elem(0).bool_and(cells.clone().greater_elem(0));
+        let ids = instances.mask_where(background_cell, cells.add_scalar(max));
+        return Ok(BinIds { ids, bins: 2 * max as usize + 1, foreground_end: Some(max as usize + 1) });
+    }
+    let device = instances.device();
+    let read =
+        |t: Tensor<2, Int>| -> Vec<i64> { t.into_data().convert::<i64>().try_to_vec().expect("converted to i64") };
+    let (instances, cells) = (read(instances), read(cells));
+    let width = voxels.max(1);
+    let mut rows_distinct = Vec::with_capacity(rows);
+    let mut instance_bins = 0;
+    for row in instances.chunks(width) {
+        let mut distinct: Vec<i64> = row.iter().copied().filter(|&id| id > 0).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        instance_bins = instance_bins.max(distinct.len());
+        rows_distinct.push(distinct);
+    }
+    let bins = 2 * instance_bins + 1;
+    if total(bins as u128) > max_bins as u128 {
+        return Err(Error::TooManyInstances {
+            bins: total(bins as u128),
+            bytes: total(bins as u128) * statistics as u128 * 8,
+            limit: max_bins as u128,
+        });
+    }
+    let mut compact = Vec::with_capacity(instances.len());
+    for ((row, cells), distinct) in instances.chunks(width).zip(cells.chunks(width)).zip(&rows_distinct) {
+        let number = |id: i64| distinct.binary_search(&id).map_or(0, |i| i as i32 + 1);
+        compact.extend(row.iter().zip(cells).map(|(&id, &cell)| match (id, cell) {
+            (0, 0) => 0,
+            (0, cell) => match number(cell) {
+                0 => 0,
+                n => instance_bins as i32 + n,
+            },
+            (id, _) => number(id),
+        }));
+    }
+    let ids = Tensor::from_data(TensorData::new(compact, vec![rows, voxels]), &device);
+    Ok(BinIds { ids, bins, foreground_end: Some(instance_bins + 1) })
 }
 
 #[cfg(test)]
@@ -82,6 +155,22 @@ mod tests {
         let b = bin_ids(ids(vec![0, 1_000_000_000, 7, 7, 5_000_000_000, 0, 0, 9, 9, 0], 2), 1 << 20, 2).unwrap();
         assert_eq!(b.bins, 4);
         assert_eq!(values(b.ids), [0, 2, 1, 1, 3, 0, 0, 1, 1, 0]);
+    }
+
+    #[test]
+    fn cells_take_the_bins_after_the_instances() {
+        // Instances 1 and 3; the background in cells 1 and 3, and one voxel in no cell.
+        let b = voronoi_bin_ids(ids(vec![1, 0, 0, 3, 0, 0], 1), ids(vec![1, 1, 3, 3, 3, 0], 1), 1 << 20, 2).unwrap();
+        assert_eq!((b.bins, b.foreground_end), (7, Some(4)));
+        assert_eq!(values(b.ids), [1, 4, 6, 3, 6, 0]);
+        // Renumbered on the host (bins capped): the cells follow the instances' new numbers.
+        let b = voronoi_bin_ids(ids(vec![1, 0, 0, 3, 0, 0], 1), ids(vec![1, 1, 3, 3, 3, 0], 1), 6, 2).unwrap();
+        assert_eq!((b.bins, b.foreground_end), (5, Some(3)));
+        assert_eq!(values(b.ids), [1, 3, 4, 2, 4, 0]);
+        let err = voronoi_bin_ids(ids(vec![1, 0], 1), ids(vec![1, 2], 1), 100, 2).unwrap_err();
+        assert!(err.to_string().contains("cell id 2 names no instance"), "{err}");
+        let err = voronoi_bin_ids(ids(vec![1, 0], 1), ids(vec![1, -1], 1), 100, 2).unwrap_err();
+        assert!(err.to_string().contains("negative cell id"), "{err}");
     }
 
     #[test]

@@ -29,13 +29,17 @@ mod activation;
 mod base;
 mod blob;
 mod convert;
+mod false_positives;
 #[cfg(feature = "flex")]
 mod fast_math;
 mod ids;
 pub mod sums;
+mod targets;
 
 pub use activation::Activation;
 pub use base::BaseLossConfig;
-pub use blob::{BlobLoss, BlobLossConfig, BlobLossOutput, MAX_BINS, Masking};
+pub use blob::{BlobLoss, BlobLossConfig, BlobLossOutput, MAX_BINS, Partition};
 pub use convert::instances_to_tensor;
+pub use false_positives::false_positive_components;
 pub use sums::Engine;
+pub use targets::LossTargets;

@@ -58,7 +58,7 @@ pub(crate) fn scatter_sums(values: Tensor<2>, ids: Tensor<2, Int>, spec: Instanc
         );
         if chunks == 1 { per_chunk } else { per_chunk.reshape([rows, chunks, bins]).sum_dim(1).reshape([rows, bins]) }
     };
-    let mut stats = vec![scatter(p.clone()), scatter(target.clone()).detach()];
+    let mut stats = vec![scatter(p.clone()), scatter(p.ones_like()).detach()];
     if spec.squares {
         stats.push(scatter(p.clone() * p.clone()));
     }

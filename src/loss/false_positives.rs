@@ -1,0 +1,118 @@
+//! The false-positive components of a prediction: the connected components of the thresholded
+//! outputs that hold no ground-truth voxel, for the prediction term of
+//! [`BlobLoss`](super::BlobLoss).
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+use ndarray::{ArrayD, IxDyn};
+
+use super::activation::Activation;
+use crate::Error;
+use crate::components::{Connectivity, label_batch};
+
+/// The connected components of the thresholded prediction that touch no ground-truth instance,
+/// numbered `1..=n` in every `(element, channel)` slice (0 elsewhere); no gradient flows through
+/// them.
+///
+/// - `outputs`: `[B, C, spatial..]` (D = 3, 4 or 5), turned into probabilities by `activation`;
+///   a voxel is predicted where its probability is above `threshold`.
+/// - `instances`: the ground truth, same shape (0 is background).
+///
+/// Components are taken with full connectivity (8 neighbours in 2D, 26 in 3D, as BiCC); a
+/// component with any voxel of any instance of its channel is no false positive. The outputs and
+/// instances are read to the host (one transfer each on a GPU), labelled there and the map
+/// uploaded back: call it on detached outputs, once per step.
+///
+/// # Errors
+/// [`Error::UnsupportedRank`], [`Error::ShapeMismatch`], [`Error::InvalidArgument`] for a
+/// threshold outside `(0, 1)` or a shape with a zero-sized axis.
+///
+/// # Example
+/// ```
+/// use blob_loss::loss::{false_positive_components, Activation};
+/// use burn::tensor::{Device, Int, Tensor};
+///
+/// let device = Device::flex();
+/// let logits = Tensor::<4>::from_floats([[[[5.0, 5.0, -5.0, 5.0, -5.0, 5.0]]]], &device);
+/// let instances = Tensor::<4, Int>::from_ints([[[[1, 0, 0, 0, 0, 0]]]], &device);
+/// let fp = false_positive_components(logits, instances, Activation::Sigmoid, 0.5)?;
+/// // The first component holds instance 1; the two others are false positives.
+/// assert_eq!(fp.into_data().convert::<i64>().try_to_vec::<i64>().unwrap(), [0, 0, 0, 1, 0, 2]);
+/// # Ok::<(), blob_loss::Error>(())
+/// ```
+pub fn false_positive_components<const D: usize>(
+    outputs: Tensor<D>,
+    instances: Tensor<D, Int>,
+    activation: Activation,
+    threshold: f64,
+) -> Result<Tensor<D, Int>, Error> {
+    let dims = outputs.dims();
+    if !(3..=5).contains(&D) {
+        return Err(Error::UnsupportedRank {
+            what: "outputs",
+            ndim: D,
+            expected: "3, 4 or 5 ([B, C, spatial..] with 1 to 3 spatial axes)",
+        });
+    }
+    if instances.dims() != dims {
+        return Err(Error::ShapeMismatch {
+            what: "instances vs outputs",
+            expected: dims.to_vec(),
+            found: instances.dims().to_vec(),
+        });
+    }
+    if !(threshold > 0.0 && threshold < 1.0) {
+        return Err(Error::InvalidArgument(format!("the prediction threshold must be in (0, 1), got {threshold}")));
+    }
+    if dims.contains(&0) {
+        return Err(Error::InvalidArgument(format!("outputs of shape {dims:?} have no voxels")));
+    }
+    let device = outputs.device();
+    let outputs = outputs.detach();
+    let predicted: Tensor<D, Bool> = match activation {
+        // sigmoid(x) > t  <=>  x > ln(t / (1 - t)), without computing the sigmoid.
+        Activation::Sigmoid => outputs.greater_elem((threshold / (1.0 - threshold)).ln()),
+        Activation::Softmax => softmax(outputs, 1).greater_elem(threshold),
+        Activation::None => outputs.greater_elem(threshold),
+    };
+    let predicted: Vec<bool> = predicted.into_data().convert::<bool>().try_to_vec().expect("converted to bool");
+    let truth: Vec<i64> = instances.into_data().convert::<i64>().try_to_vec().expect("converted to i64");
+    // One spatial axis is labelled as a 1 x N image.
+    let (shape, connectivity) = match D {
+        3 => (vec![dims[0], dims[1], 1, dims[2]], Connectivity::Eight),
+        4 => (dims.to_vec(), Connectivity::Eight),
+        _ => (dims.to_vec(), Connectivity::TwentySix),
+    };
+    let mask = ArrayD::from_shape_vec(IxDyn(&shape), predicted).expect("the outputs' element count");
+    let labelled = label_batch(mask.view(), connectivity)?;
+    let voxels: usize = dims[2..].iter().product();
+    let mut ids = vec![0i32; truth.len()];
+    let labels = labelled.labels.as_slice().expect("a new, standard-layout array");
+    let mut touches = Vec::new();
+    let mut renumbered = Vec::new();
+    for (slice, count) in labelled.counts.iter().enumerate() {
+        let range = slice * voxels..(slice + 1) * voxels;
+        touches.clear();
+        touches.resize(count + 1, false);
+        for (&label, &id) in labels[range.clone()].iter().zip(&truth[range.clone()]) {
+            if id != 0 {
+                touches[label as usize] = true;
+            }
+        }
+        // Labels that touch no instance, renumbered 1..; the others (and label 0) map to 0.
+        renumbered.clear();
+        let mut next = 0i32;
+        renumbered.extend(touches.iter().enumerate().map(|(label, &touch)| {
+            if label == 0 || touch {
+                0
+            } else {
+                next += 1;
+                next
+            }
+        }));
+        for (out, &label) in ids[range.clone()].iter_mut().zip(&labels[range]) {
+            *out = renumbered[label as usize];
+        }
+    }
+    Ok(Tensor::from_data(TensorData::new(ids, dims.to_vec()), &device))
+}

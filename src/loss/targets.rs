@@ -1,0 +1,69 @@
+//! What the loss compares the outputs with: the instance map, and the regions some losses need.
+
+use burn::tensor::{Int, Tensor};
+
+/// The targets of [`BlobLoss`](super::BlobLoss): the ground-truth instance map, plus the Voronoi
+/// cells of [`Partition::Voronoi`](super::Partition) and, optionally, the false-positive
+/// components of the prediction branch.
+///
+/// Every map has the outputs' shape `[B, C, spatial..]`. A plain instance map converts into
+/// targets (`From`), so `loss.forward(outputs, instances)` works as it is.
+///
+/// # Example
+/// ```
+/// use blob_loss::components::{label_batch, voronoi_batch, Connectivity};
+/// use blob_loss::loss::{instances_to_tensor, BlobLossConfig, LossTargets, Partition};
+/// use burn::tensor::{Device, Tensor};
+/// use ndarray::Array4;
+///
+/// let device = Device::flex();
+/// let mut masks = Array4::<u8>::zeros((1, 1, 8, 8));
+/// masks[[0, 0, 1, 1]] = 1;
+/// masks[[0, 0, 6, 6]] = 1;
+/// let labels = label_batch(masks.view(), Connectivity::Eight)?.labels;
+/// let cells = voronoi_batch(labels.view(), &[1.0, 1.0])?;
+/// let targets = LossTargets::new(instances_to_tensor(labels.view(), &device)?)
+///     .with_cells(instances_to_tensor(cells.view(), &device)?);
+/// let loss = BlobLossConfig::new().with_partition(Partition::Voronoi).init();
+/// let value: f32 = loss.try_forward(Tensor::<4>::zeros([1, 1, 8, 8], &device), targets)?.into_scalar();
+/// assert!(value.is_finite());
+/// # Ok::<(), blob_loss::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LossTargets<const D: usize> {
+    /// Instance ids: 0 is background, each positive id one instance of its channel.
+    pub instances: Tensor<D, Int>,
+    /// The Voronoi cell of every voxel ([`voronoi_batch`](crate::components::voronoi_batch) of
+    /// the instance map: the id of the nearest instance, in the instances' numbering; 0 puts a
+    /// voxel in no cell). Read on background voxels only. Needed by
+    /// [`Partition::Voronoi`](super::Partition::Voronoi).
+    pub cells: Option<Tensor<D, Int>>,
+    /// The false-positive components of the prediction
+    /// ([`false_positive_components`](super::false_positive_components): positive ids, 0
+    /// elsewhere), for the prediction term. When absent and the term is on, the loss finds them
+    /// itself from the outputs.
+    pub false_positives: Option<Tensor<D, Int>>,
+}
+
+impl<const D: usize> LossTargets<D> {
+    /// Targets of an instance map alone.
+    pub fn new(instances: Tensor<D, Int>) -> Self {
+        Self { instances, cells: None, false_positives: None }
+    }
+
+    /// With the Voronoi cells of the instances.
+    pub fn with_cells(self, cells: Tensor<D, Int>) -> Self {
+        Self { cells: Some(cells), ..self }
+    }
+
+    /// With the false-positive components of the prediction.
+    pub fn with_false_positives(self, components: Tensor<D, Int>) -> Self {
+        Self { false_positives: Some(components), ..self }
+    }
+}
+
+impl<const D: usize> From<Tensor<D, Int>> for LossTargets<D> {
+    fn from(instances: Tensor<D, Int>) -> Self {
+        Self::new(instances)
+    }
+}
