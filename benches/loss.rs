@@ -2,6 +2,11 @@
 //! instances (cubes of 27 voxels) per element, K = 1, 10, 100, 1000; the blob loss and, as the
 //! baseline, the same loss with `blob_weight = 0` (the global soft Dice alone, same engine).
 //!
+//! The loss family (`family`): at K = 100, on a prediction that finds every cube shifted by one
+//! voxel and adds K false-positive cubes, the blob loss, the CC loss (Voronoi cells, Dice and
+//! Dice + BCE) and the CC loss with the false-positive term; the cells and the components are
+//! given, and their own cost is timed apart (`voronoi_cells`, `false_positive_components`).
+//!
 //! ```text
 //! cargo bench --bench loss
 //! ```
@@ -10,9 +15,13 @@
 //! gradient back. The comparison with PyTorch and with burn's plain Dice is
 //! `scripts/bench_loss.sh`; GPU backends, `examples/loss_bench.rs --backend wgpu|cuda`.
 
-use blob_loss::loss::{BlobLoss, BlobLossConfig};
+use blob_loss::components::voronoi_batch;
+use blob_loss::loss::{
+    Activation, BaseLossConfig, BlobLoss, BlobLossConfig, LossTargets, Partition, false_positive_components,
+};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use divan::Bencher;
+use ndarray::Array5;
 
 fn main() {
     divan::main();
@@ -67,4 +76,116 @@ fn blob_loss(bencher: Bencher, k: usize) {
 #[divan::bench(args = [1, 10, 100, 1000])]
 fn dice_only(bencher: Bencher, k: usize) {
     forward_backward(bencher, &BlobLossConfig::new().with_blob_weight(0.0).init(), k);
+}
+
+/// The inputs of the loss family at `k` cubes per element: logits below 0 except on every cube
+/// shifted by one voxel and on `k` false-positive cubes half a grid step away; the instance map,
+/// its Voronoi cells and the prediction's false-positive components.
+struct Family {
+    logits: Vec<f32>,
+    ids: Vec<i32>,
+    cells: Vec<i32>,
+    false_positives: Vec<i32>,
+}
+
+fn family(k: usize) -> Family {
+    let (pattern, ids) = inputs(k);
+    let n = SIZE * SIZE * SIZE;
+    let per_axis = (k as f64).cbrt().ceil() as usize;
+    let step = SIZE / per_axis;
+    let mut logits: Vec<f32> = pattern.iter().map(|v| v * 0.5 - 3.0).collect();
+    for row in 0..BATCH {
+        for i in 0..k {
+            let corner = [i / (per_axis * per_axis), i / per_axis % per_axis, i % per_axis].map(|c| c * step);
+            for (shift, offset) in [(1, 0), (step / 2, 1)] {
+                for d in 0..27 {
+                    let at = [corner[0] + d / 9, corner[1] + d / 3 % 3, corner[2] + d % 3].map(|c| (c + shift) % SIZE);
+                    let v = row * n + (at[0] * SIZE + at[1]) * SIZE + at[2];
+                    logits[v] = 2.0 + offset as f32;
+                }
+            }
+        }
+    }
+    let dims = (BATCH, 1, SIZE, SIZE, SIZE);
+    let labels = Array5::from_shape_vec(dims, ids.iter().map(|&i| i as u32).collect()).expect("the batch's shape");
+    let cells = voronoi_batch(labels.view(), &[1.0; 3]).expect("isotropic cells").iter().map(|&c| c as i32).collect();
+    let false_positives = false_positive_components(
+        Tensor::<5>::from_data(TensorData::new(logits.clone(), dims_vec()), &Device::flex()),
+        Tensor::<5, Int>::from_data(TensorData::new(ids.clone(), dims_vec()), &Device::flex()),
+        Activation::Sigmoid,
+        0.5,
+    )
+    .expect("valid inputs")
+    .into_data()
+    .convert::<i32>()
+    .try_to_vec()
+    .expect("i32");
+    Family { logits, ids, cells, false_positives }
+}
+
+fn dims_vec() -> Vec<usize> {
+    vec![BATCH, 1, SIZE, SIZE, SIZE]
+}
+
+/// Forward and backward of one member of the family, with the cells and components given.
+fn family_forward_backward(bencher: Bencher, config: BlobLossConfig) {
+    let device = Device::flex().autodiff();
+    let inputs = family(100);
+    let loss = config.init();
+    let int = |values: &[i32]| Tensor::<5, Int>::from_data(TensorData::new(values.to_vec(), dims_vec()), &device);
+    bencher
+        .counter(divan::counter::ItemsCount::new(inputs.logits.len()))
+        .with_inputs(|| {
+            let x = Tensor::<5>::from_data(TensorData::new(inputs.logits.clone(), dims_vec()), &device).require_grad();
+            let mut targets = LossTargets::new(int(&inputs.ids));
+            if loss.config.partition == Partition::Voronoi {
+                targets = targets.with_cells(int(&inputs.cells));
+            }
+            if loss.config.false_positive_weight > 0.0 {
+                targets = targets.with_false_positives(int(&inputs.false_positives));
+            }
+            (x, targets)
+        })
+        .bench_local_values(|(x, targets)| {
+            let grads = loss.forward(x.clone(), targets).backward();
+            x.grad(&grads).expect("x requires its gradient").into_data()
+        });
+}
+
+/// The loss family at K = 100: blob loss, CC loss (Dice; Dice + BCE), CC loss with the
+/// false-positive term.
+#[divan::bench(args = ["blob", "cc_dice", "cc", "cc_false_positives"])]
+fn family_losses(bencher: Bencher, member: &str) {
+    let cc = BlobLossConfig::new().with_partition(Partition::Voronoi);
+    let config = match member {
+        "blob" => BlobLossConfig::new(),
+        "cc_dice" => cc,
+        "cc" => cc.with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0)),
+        _ => cc.with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0)).with_false_positive_weight(0.5),
+    };
+    family_forward_backward(bencher, config);
+}
+
+/// The Voronoi cells of the K = 100 instance maps (`voronoi_batch`, in the batcher).
+#[divan::bench]
+fn voronoi_cells(bencher: Bencher) {
+    let (_, ids) = inputs(100);
+    let labels = Array5::from_shape_vec((BATCH, 1, SIZE, SIZE, SIZE), ids.iter().map(|&i| i as u32).collect())
+        .expect("the batch's shape");
+    bencher.bench_local(|| voronoi_batch(labels.view(), &[1.0; 3]).expect("isotropic cells"));
+}
+
+/// The false-positive components of the family's prediction (host labelling, on flex).
+#[divan::bench]
+fn false_positive_components_of_a_prediction(bencher: Bencher) {
+    let inputs = family(100);
+    let device = Device::flex();
+    bencher
+        .with_inputs(|| {
+            (
+                Tensor::<5>::from_data(TensorData::new(inputs.logits.clone(), dims_vec()), &device),
+                Tensor::<5, Int>::from_data(TensorData::new(inputs.ids.clone(), dims_vec()), &device),
+            )
+        })
+        .bench_local_values(|(x, y)| false_positive_components(x, y, Activation::Sigmoid, 0.5).expect("valid inputs"));
 }

@@ -85,37 +85,55 @@ fn naive<const D: usize>(
         Activation::None => x.clone(),
     };
     let row = |t: &Tensor<3>, bi: usize, ci: usize| t.clone().slice([bi..bi + 1, ci..ci + 1, 0..n]).reshape([n]);
-    let score = |base: &BaseLossConfig, p: Tensor<1>, logits: Option<Tensor<1>>, t: Vec<f32>, voxels: usize| {
-        let t = Tensor::<1>::from_floats(t.as_slice(), &device);
-        let tp = (p.clone() * t.clone()).sum();
-        let mut loss = Tensor::<1>::zeros([1], &device);
-        if base.dice_weight > 0.0 {
-            let pred = if base.squared_denominator { (p.clone() * p.clone()).sum() } else { p.clone().sum() };
-            let dice = (tp.clone() * 2.0 + base.smooth_nr) / (pred + t.clone().sum() + base.smooth_dr);
-            loss = loss + (dice.neg() + 1.0) * base.dice_weight;
+    // A base loss on explicit voxels, each weighing `w` (1 without size weighting).
+    let score =
+        |base: &BaseLossConfig, p: Tensor<1>, logits: Option<Tensor<1>>, t: Vec<f32>, w: Vec<f32>, voxels: usize| {
+            let t = Tensor::<1>::from_floats(t.as_slice(), &device);
+            let w = Tensor::<1>::from_floats(w.as_slice(), &device);
+            let tp = (p.clone() * t.clone() * w.clone()).sum();
+            let mut loss = Tensor::<1>::zeros([1], &device);
+            if base.dice_weight > 0.0 {
+                let pred = if base.squared_denominator { p.clone() * p.clone() } else { p.clone() };
+                let dice = (tp.clone() * 2.0 + base.smooth_nr)
+                    / ((pred * w.clone()).sum() + (t.clone() * w.clone()).sum() + base.smooth_dr);
+                loss = loss + (dice.neg() + 1.0) * base.dice_weight;
+            }
+            if base.tversky_weight > 0.0 {
+                let fp = (p.clone() * (t.clone().neg() + 1.0) * w.clone()).sum();
+                let fn_ = ((p.clone().neg() + 1.0) * t.clone() * w.clone()).sum();
+                let tv = (tp.clone() + base.smooth_nr)
+                    / (tp.clone() + fp * base.tversky_alpha_fp + fn_ * base.tversky_beta_fn + base.smooth_dr);
+                loss = loss + (tv.neg() + 1.0) * base.tversky_weight;
+            }
+            if base.bce_weight > 0.0 {
+                let per_voxel = match logits {
+                    // -t ln sigmoid(x) - (1 - t) ln(1 - sigmoid(x)), written plainly.
+                    Some(x) => {
+                        let s = sigmoid(x);
+                        (t.clone() * s.clone().log() + (t.clone().neg() + 1.0) * (s.neg() + 1.0).log()).neg()
+                    }
+                    // The crate's floor: q clamped at 1e-12.
+                    None => (t.clone() * p.clone().clamp_min(1e-12).log()
+                        + (t.clone().neg() + 1.0) * (p.clone().neg() + 1.0).clamp_min(1e-12).log())
+                    .neg(),
+                };
+                loss = loss + (per_voxel * w).sum() * (base.bce_weight / voxels as f64);
+            }
+            loss
+        };
+    let max_weight = config.max_size_weight as f32;
+    // Inverse-size weights of voxels by component: `N / (components |C|)`, clipped.
+    // `parts` components in all, empty ones included.
+    let size_weights = |components: &[i64], parts: usize, on: bool| -> Vec<f32> {
+        if !on {
+            return vec![1.0; components.len()];
         }
-        if base.tversky_weight > 0.0 {
-            let fp = (p.clone() * (t.clone().neg() + 1.0)).sum();
-            let fn_ = ((p.clone().neg() + 1.0) * t.clone()).sum();
-            let tv = (tp.clone() + base.smooth_nr)
-                / (tp.clone() + fp * base.tversky_alpha_fp + fn_ * base.tversky_beta_fn + base.smooth_dr);
-            loss = loss + (tv.neg() + 1.0) * base.tversky_weight;
+        let mut sizes = std::collections::HashMap::new();
+        for &c in components {
+            *sizes.entry(c).or_insert(0usize) += 1;
         }
-        if base.bce_weight > 0.0 {
-            let per_voxel = match logits {
-                // -t ln sigmoid(x) - (1 - t) ln(1 - sigmoid(x)), written plainly.
-                Some(x) => {
-                    let s = sigmoid(x);
-                    (t.clone() * s.clone().log() + (t.clone().neg() + 1.0) * (s.neg() + 1.0).log()).neg()
-                }
-                // The crate's floor: q clamped at 1e-12.
-                None => (t.clone() * p.clone().clamp_min(1e-12).log()
-                    + (t.clone().neg() + 1.0) * (p.clone().neg() + 1.0).clamp_min(1e-12).log())
-                .neg(),
-            };
-            loss = loss + per_voxel.sum() * (base.bce_weight / voxels as f64);
-        }
-        loss
+        let n = components.len() as f32;
+        components.iter().map(|c| (n / (parts as f32 * sizes[c] as f32)).min(max_weight)).collect()
     };
     let sigmoid_logits = config.activation == Activation::Sigmoid;
     let mut global = Vec::new();
@@ -126,7 +144,11 @@ fn naive<const D: usize>(
             let row_ids = &ids[(bi * c + ci) * n..(bi * c + ci + 1) * n];
             let t: Vec<f32> = row_ids.iter().map(|&i| f32::from(u8::from(i > 0))).collect();
             let logits = sigmoid_logits.then(|| row(&x, bi, ci));
-            global.push(score(&config.global_loss, row(&p, bi, ci), logits, t, n));
+            // Globally the background is one component, however many instances there are.
+            let components: Vec<i64> = row_ids.iter().map(|&i| i64::from(i)).collect();
+            let k = components.iter().filter(|&&c| c > 0).collect::<std::collections::HashSet<_>>().len();
+            let w = size_weights(&components, k + 1, config.global_size_weighting);
+            global.push(score(&config.global_loss, row(&p, bi, ci), logits, t, w, n));
             let mut instances: Vec<i32> = row_ids.iter().copied().filter(|&i| i > 0).collect();
             instances.sort();
             instances.dedup();
@@ -146,12 +168,16 @@ fn naive<const D: usize>(
                         let logits = sigmoid_logits.then(|| row(&x, bi, ci).select(0, idx.clone()));
                         let voxels = if row_cells.is_some() { keep.len() } else { n };
                         let p = row(&p, bi, ci).select(0, idx);
-                        instance_losses.push(score(&config.blob_loss, p, logits, t, voxels));
+                        // Inside the domain: the instance and the rest, two components.
+                        let parts: Vec<i64> = keep.iter().map(|&v| i64::from(row_ids[v as usize] == k)).collect();
+                        let w = size_weights(&parts, 2, config.blob_size_weighting);
+                        instance_losses.push(score(&config.blob_loss, p, logits, t, w, voxels));
                     }
                     Partition::Reference => {
                         let mask: Vec<f32> = row_ids.iter().map(|&i| f32::from(u8::from(i == 0 || i == k))).collect();
                         let masked = row(&x, bi, ci) * Tensor::<1>::from_floats(mask.as_slice(), &device);
-                        instance_losses.push(score(&config.blob_loss, sigmoid(masked.clone()), Some(masked), t, n));
+                        let w = vec![1.0; n];
+                        instance_losses.push(score(&config.blob_loss, sigmoid(masked.clone()), Some(masked), t, w, n));
                     }
                 }
             }
@@ -317,6 +343,17 @@ fn configs() -> Vec<BlobLossConfig> {
         BlobLossConfig::new()
             .with_partition(Partition::Voronoi)
             .with_activation(Activation::Softmax)
+            .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_squared_denominator(true)),
+        // Inverse-size weighting, globally and inside the domains.
+        BlobLossConfig::new()
+            .with_global_size_weighting(true)
+            .with_blob_size_weighting(true)
+            .with_max_size_weight(20.0)
+            .with_global_loss(BaseLossConfig::new().with_bce_weight(1.0))
+            .with_blob_loss(BaseLossConfig::new().with_tversky_weight(1.0).with_bce_weight(0.5)),
+        BlobLossConfig::new()
+            .with_partition(Partition::Voronoi)
+            .with_blob_size_weighting(true)
             .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_squared_denominator(true)),
         // The prediction term, with blob loss and with the CC loss.
         BlobLossConfig::new().with_false_positive_weight(0.7),
@@ -662,10 +699,25 @@ fn instance_maps_convert_from_ndarray() {
     let t: Tensor<4, Int> = instances_to_tensor(batch.labels.view(), &base_device()).unwrap();
     let back: Vec<i64> = t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
     assert_eq!(back, batch.labels.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
-    let err = instances_to_tensor::<3, _>(batch.labels.view(), &base_device()).unwrap_err();
+    let err = instances_to_tensor::<3, _, _>(batch.labels.view(), &base_device()).unwrap_err();
     assert!(matches!(err, Error::UnsupportedRank { .. }));
     let big = ndarray::Array3::<u32>::from_elem((1, 1, 1), u32::MAX);
-    assert!(matches!(instances_to_tensor::<3, _>(big.view(), &base_device()), Err(Error::InstanceIdTooLarge { .. })));
+    assert!(matches!(
+        instances_to_tensor::<3, _, _>(big.view(), &base_device()),
+        Err(Error::InstanceIdTooLarge { .. })
+    ));
+    // Every integer type: values kept, negative ids refused, ids beyond i32 refused.
+    let wide = ndarray::array![[[0i64, 5, i64::from(i32::MAX)]]];
+    let t: Tensor<3, Int> = instances_to_tensor(wide.view(), &base_device()).unwrap();
+    assert_eq!(t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap(), [0, 5, i64::from(i32::MAX)]);
+    let small = ndarray::array![[[0u8, 255]]];
+    assert!(instances_to_tensor::<3, _, _>(small.view(), &base_device()).is_ok());
+    let negative = ndarray::array![[[0i16, -3]]];
+    let err = instances_to_tensor::<3, _, _>(negative.view(), &base_device()).unwrap_err();
+    assert_eq!(err, Error::NegativeInstanceId { value: -3 });
+    let huge = ndarray::array![[[u64::MAX]]];
+    let err = instances_to_tensor::<3, _, _>(huge.view(), &base_device()).unwrap_err();
+    assert!(matches!(err, Error::InstanceIdTooLarge { .. }), "{err}");
 }
 
 /// Any weighted combination of the parts back-propagates: `(a global + b blob).backward()` is

@@ -48,7 +48,36 @@ fn one_big_and_several_tiny_instances() {
         let matched: Vec<bool> = m.instances.iter().map(|i| i.matched.is_some()).collect();
         assert_eq!(matched, vec![true, false, true, false]); // ids by first voxel: (2,2), (5,25), (20,20), (25,5)
         assert_eq!(m.instances[0].dice, 1.0);
+        // Lesion-wise Dice: 1 + 0 + 1 + 0 over 4 lesions and 1 false positive.
+        assert_eq!(m.lesion_wise_dice, 2.0 / 5.0);
     }
+}
+
+#[test]
+fn lesion_wise_dice_takes_the_union_of_touching_predictions() {
+    // Ground truth 1 (voxels 0..6) touched by two predictions (0..3 and 4..8), ground truth 2
+    // (voxels 10..12) missed, prediction 3 (voxel 14) a false positive.
+    let gt = Array1::from_iter((0..16).map(|v| match v {
+        0..6 => 1u32,
+        10..12 => 2,
+        _ => 0,
+    }));
+    let pred = Array1::from_iter((0..16).map(|v| match v {
+        0..=2 => 1u32,
+        4..=7 => 2,
+        14 => 3,
+        _ => 0,
+    }));
+    for matching in [Matching::AnyOverlap, GREEDY_IOU_05] {
+        let m = evaluate_instances(pred.view(), gt.view(), &config(matching)).unwrap();
+        // Lesion 1: intersection 3 + 2 = 5, sizes 6 + (3 + 4) = 13.
+        assert_eq!(m.lesion_wise_dice, (2.0 * 5.0 / 13.0 + 0.0) / 3.0, "{matching:?}");
+    }
+    let empty = Array1::<u32>::zeros(4);
+    let m = evaluate_instances(empty.view(), empty.view(), &MetricsConfig::default()).unwrap();
+    assert!(m.lesion_wise_dice.is_nan());
+    let one = MetricsConfig { empty: EmptyCase::One, ..MetricsConfig::default() };
+    assert_eq!(evaluate_instances(empty.view(), empty.view(), &one).unwrap().lesion_wise_dice, 1.0);
 }
 
 #[test]

@@ -21,7 +21,7 @@ fuzz_target!(|input: Input| {
     let map = ArrayD::from_shape_fn(IxDyn(&shape), |_| ids.next().copied().unwrap_or(0));
     let fits = map.iter().all(|&id| id <= i32::MAX as u32);
     let device = Device::flex();
-    match instances_to_tensor::<3, _>(map.view(), &device) {
+    match instances_to_tensor::<3, _, _>(map.view(), &device) {
         Ok(tensor) => {
             assert!(fits);
             let back: Tensor<3, Int> = tensor;
@@ -32,5 +32,5 @@ fuzz_target!(|input: Input| {
         Err(other) => panic!("unexpected error {other}"),
     }
     // A rank that does not match is an error, not a panic.
-    assert!(matches!(instances_to_tensor::<2, _>(map.view(), &device), Err(Error::UnsupportedRank { .. })));
+    assert!(matches!(instances_to_tensor::<2, _, _>(map.view(), &device), Err(Error::UnsupportedRank { .. })));
 });

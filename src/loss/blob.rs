@@ -101,6 +101,22 @@ pub struct BlobLossConfig {
     /// The probability above which a voxel is predicted, for the false-positive components.
     #[config(default = 0.5)]
     pub false_positive_threshold: f64,
+    /// Inverse-size weighting of the global term (Shirokikh et al., MICCAI 2020): every voxel of
+    /// component `i` (each instance, and the background as one more) weighs
+    /// `w_i = N / ((K + 1) |C_i|)`, at most [`max_size_weight`](Self::max_size_weight), in every
+    /// sum of the base loss (weighted Dice, Tversky and BCE); the weights of a row average 1.
+    #[config(default = false)]
+    pub global_size_weighting: bool,
+    /// The same weighting inside each instance's domain (the instance and the rest of its domain:
+    /// `K + 1 = 2`, `N` the domain's voxels), so that instance `k` and its background weigh
+    /// alike whatever their sizes. Shirokikh et al.'s multi-class follow-up found this form
+    /// stable and the global one not. Not with [`Partition::Reference`].
+    #[config(default = false)]
+    pub blob_size_weighting: bool,
+    /// The largest inverse-size weight (a 1-voxel instance in a large volume would otherwise
+    /// weigh as much as the volume).
+    #[config(default = 1000.0)]
+    pub max_size_weight: f64,
     /// How the per-instance sums are computed: the fused op (host passes on flex, one cube kernel
     /// on wgpu and cuda) or burn's generic tensor operations, the slower reference.
     #[config(default = "Engine::Fused")]
@@ -117,8 +133,8 @@ impl BlobLossConfig {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] for a negative or non-finite weight or smoothing term, a
-    /// threshold outside `(0, 1)`, base losses with every weight 0, or [`Partition::Reference`]
-    /// without a sigmoid.
+    /// threshold outside `(0, 1)`, a `max_size_weight` below 1, base losses with every weight 0,
+    /// or [`Partition::Reference`] without a sigmoid or with `blob_size_weighting`.
     pub fn validate(&self) -> Result<(), Error> {
         let weights = [
             ("global_weight", self.global_weight),
@@ -129,6 +145,19 @@ impl BlobLossConfig {
             if !value.is_finite() || value < 0.0 {
                 return Err(Error::InvalidConfig(format!("{name} must be finite and >= 0, got {value}")));
             }
+        }
+        if !(self.max_size_weight.is_finite() && self.max_size_weight >= 1.0) {
+            return Err(Error::InvalidConfig(format!(
+                "max_size_weight must be finite and >= 1, got {}",
+                self.max_size_weight
+            )));
+        }
+        if self.blob_size_weighting && self.partition == Partition::Reference {
+            return Err(Error::InvalidConfig(
+                "blob_size_weighting is not defined for Partition::Reference (its other instances are no part of \
+                 the domain): use Partition::Exclude or Partition::Voronoi"
+                    .into(),
+            ));
         }
         if !(self.false_positive_threshold > 0.0 && self.false_positive_threshold < 1.0) {
             return Err(Error::InvalidConfig(format!(
@@ -409,15 +438,37 @@ impl BlobLoss {
 
     /// The global base loss of every `(element, channel)`, averaged.
     fn global_term(&self, b: &Bins) -> Tensor<1> {
-        let (sum_p, sum_p2, sum_bce, count) = (&b.p, &b.p2, &b.bce, &b.count);
-        let [rows, _] = sum_p.dims();
-        let foreground = |t: &Tensor<2>| t.clone().slice([0..rows, 1..b.foreground_end]).sum_dim(1);
+        let [rows, bins] = b.p.dims();
+        let end = b.foreground_end;
+        // Inverse-size weights per bin: every instance, and the background (bin 0 and any cell
+        // bins) as one component.
+        let weights = self.config.global_size_weighting.then(|| {
+            let instances = b.count.clone().slice([0..rows, 1..end]);
+            let components = instances.clone().clamp_max(1.0).sum_dim(1) + 1.0; // [rows, 1]
+            let voxels = b.count.clone().sum_dim(1);
+            let background = voxels.clone() - instances.clone().sum_dim(1);
+            let weight = |size: Tensor<2>| {
+                (voxels.clone() / (components.clone() * size.clamp_min(1.0))).clamp_max(self.config.max_size_weight)
+            };
+            let background = weight(background);
+            let mut columns = vec![background.clone(), weight(instances)];
+            if end < bins {
+                columns.push(background.expand([rows, bins - end]));
+            }
+            Tensor::cat(columns, 1)
+        });
+        let weighted = |t: &Tensor<2>| match &weights {
+            Some(w) => t.clone() * w.clone(),
+            None => t.clone(),
+        };
+        let (sum_p, count) = (weighted(&b.p), weighted(&b.count));
+        let foreground = |t: &Tensor<2>| t.clone().slice([0..rows, 1..end]).sum_dim(1);
         let sums = RegionSums {
             p: sum_p.clone().sum_dim(1),
-            p2: sum_p2.as_ref().map(|t| t.clone().sum_dim(1)),
-            tp: foreground(sum_p),
-            t: foreground(count),
-            bce: sum_bce.as_ref().map(|t| t.clone().sum_dim(1)),
+            p2: b.p2.as_ref().map(|t| weighted(t).sum_dim(1)),
+            tp: foreground(&sum_p),
+            t: foreground(&count),
+            bce: b.bce.as_ref().map(|t| weighted(t).sum_dim(1)),
             voxels: Voxels::All(b.voxels),
         };
         self.config.global_loss.score(&sums).mean()
@@ -430,21 +481,37 @@ impl BlobLoss {
         let [rows, bins] = sum_p.dims();
         let end = b.foreground_end;
         let instance = |t: &Tensor<2>| t.clone().slice([0..rows, 1..end]);
-        let size = instance(count);
-        // Per instance k, the sums over its domain: its cell (bins `end..`, in the instances'
-        // order), or the background plus k.
-        let domain: &dyn Fn(&Tensor<2>) -> Tensor<2> = match self.config.partition {
-            Partition::Voronoi => &|t| instance(t) + t.clone().slice([0..rows, end..bins]),
-            Partition::Exclude | Partition::Reference => &|t| instance(t) + t.clone().slice([0..rows, 0..1]),
+        // The rest of instance k's domain: the background of its cell (bins `end..`, in the
+        // instances' order), or the whole background (broadcast).
+        let rest = |t: &Tensor<2>| match self.config.partition {
+            Partition::Voronoi => t.clone().slice([0..rows, end..bins]),
+            Partition::Exclude | Partition::Reference => t.clone().slice([0..rows, 0..1]),
         };
+        let size = instance(count);
+        // Inverse-size weights inside each domain: its two components weigh alike.
+        let (w_instance, w_rest) = if self.config.blob_size_weighting {
+            let rest_size = rest(count) + size.clone().zeros_like();
+            let domain = size.clone() + rest_size.clone();
+            let max = self.config.max_size_weight;
+            let weight = |part: Tensor<2>| (domain.clone() / (part.clamp_min(1.0) * 2.0)).clamp_max(max);
+            (Some(weight(size.clone())), Some(weight(rest_size)))
+        } else {
+            (None, None)
+        };
+        let times = |t: Tensor<2>, w: &Option<Tensor<2>>| match w {
+            Some(w) => t * w.clone(),
+            None => t,
+        };
+        let weighted_instance = |t: &Tensor<2>| times(instance(t), &w_instance);
+        let domain = |t: &Tensor<2>| weighted_instance(t) + times(rest(t), &w_rest);
         let mut sums = RegionSums {
             p: domain(sum_p),
             p2: sum_p2.as_ref().map(domain),
-            tp: instance(sum_p),
-            t: size.clone(),
+            tp: weighted_instance(sum_p),
+            t: weighted_instance(count),
             bce: sum_bce.as_ref().map(domain),
             voxels: match self.config.partition {
-                Partition::Voronoi => Voxels::PerRegion(Box::new(domain(count))),
+                Partition::Voronoi => Voxels::PerRegion(Box::new(instance(count) + rest(count))),
                 _ => Voxels::All(b.voxels),
             },
         };

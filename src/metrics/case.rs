@@ -95,6 +95,12 @@ pub struct CaseMetrics {
     pub pq: f64,
     /// Dice of the binarised masks.
     pub dice: f64,
+    /// BraTS-style lesion-wise Dice: every ground-truth instance's Dice with the union of the
+    /// prediction instances that touch it, summed, plus 0 for every prediction instance that
+    /// touches none, divided by the number of both (`num_gt + ` those false positives). Matching
+    /// is by any overlap (BraTS dilates the ground truth by a few voxels first; not done here).
+    /// When neither side has an instance it is the [`EmptyCase`] value.
+    pub lesion_wise_dice: f64,
     /// Every ground-truth instance, by id.
     pub instances: Vec<GtInstance>,
 }
@@ -169,7 +175,9 @@ impl CaseMetrics {
         } else {
             2.0 * table.intersection_voxels as f64 / (pred_voxels + gt_voxels) as f64
         };
+        let lesion_wise_dice = if both_empty { empty } else { lesion_wise_dice(table) };
         Ok(Self {
+            lesion_wise_dice,
             true_positives: tp,
             false_positives,
             false_negatives,
@@ -185,6 +193,35 @@ impl CaseMetrics {
             instances,
         })
     }
+}
+
+/// [`CaseMetrics::lesion_wise_dice`] of a table with at least one instance.
+fn lesion_wise_dice(table: &OverlapTable) -> f64 {
+    let gt_index = |id: u32| table.gt_sizes.binary_search_by_key(&id, |&(g, _)| g).expect("a pair's ground truth");
+    let pred_size = |id: u32| {
+        table.pred_sizes[table.pred_sizes.binary_search_by_key(&id, |&(p, _)| p).expect("a pair's prediction")].1
+    };
+    // Per ground-truth instance: the intersection and the size of the touching predictions.
+    let mut touching = vec![(0u64, 0u64); table.gt_sizes.len()];
+    let mut touched = 0;
+    let mut last_pred = None;
+    for &(p, g, i) in &table.pairs {
+        let entry = &mut touching[gt_index(g)];
+        entry.0 += i;
+        entry.1 += pred_size(p);
+        if last_pred != Some(p) {
+            touched += 1;
+            last_pred = Some(p);
+        }
+    }
+    let false_positives = table.pred_sizes.len() - touched;
+    let sum: f64 = table
+        .gt_sizes
+        .iter()
+        .zip(&touching)
+        .map(|(&(_, size), &(intersection, predicted))| 2.0 * intersection as f64 / (size + predicted) as f64)
+        .sum();
+    sum / (table.gt_sizes.len() + false_positives) as f64
 }
 
 /// The metrics of a predicted instance map against a ground-truth instance map (0 is

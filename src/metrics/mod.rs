@@ -3,7 +3,10 @@
 //! One pass over the voxels builds the sparse [`OverlapTable`] (instance sizes and the
 //! intersection of every overlapping pair); the [`Matching`] and every figure of [`CaseMetrics`]
 //! (true/false positives and negatives, precision, recall, F1 = panoptica's RQ, SQ, PQ, Dice, per
-//! ground-truth instance results) come from it. [`Summary`] aggregates a data set.
+//! ground-truth instance results, BraTS-style lesion-wise Dice) come from it. [`Summary`]
+//! aggregates a data set. [`evaluate_cells`] scores every ground-truth component on its Voronoi
+//! cell (CC-Metrics' CC-Dice and per-cell recall), the figures the CC loss
+//! ([`Partition::Voronoi`](crate::loss::Partition::Voronoi)) optimises.
 //!
 //! Empty cases: a ratio whose denominator is 0 is NaN; when neither side has an instance, the
 //! ratios, SQ and Dice are NaN by default (as panoptica reports them) or 1.0 with
@@ -35,6 +38,7 @@
 //! ```
 
 mod case;
+mod cells;
 mod hungarian;
 mod matching;
 mod overlap;
@@ -43,6 +47,7 @@ mod summary;
 pub use case::{
     CaseMetrics, EmptyCase, GtInstance, MetricsConfig, evaluate_instances, evaluate_masks, evaluate_probabilities,
 };
+pub use cells::{CellMetrics, CellScore, PooledCells, evaluate_cells};
 pub use matching::{MatchScore, Matching};
 pub use overlap::OverlapTable;
 pub use summary::Summary;

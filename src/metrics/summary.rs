@@ -37,6 +37,8 @@ pub struct Summary {
     pub mean_pq: f64,
     /// Mean per-case Dice of the binarised masks.
     pub mean_dice: f64,
+    /// Mean per-case lesion-wise Dice ([`CaseMetrics::lesion_wise_dice`]).
+    pub mean_lesion_wise_dice: f64,
     /// Summed true positives.
     pub true_positives: usize,
     /// Summed false positives.
@@ -71,6 +73,7 @@ impl Summary {
             mean_sq: mean(|c| c.sq_iou),
             mean_pq: mean(|c| c.pq),
             mean_dice: mean(|c| c.dice),
+            mean_lesion_wise_dice: mean(|c| c.lesion_wise_dice),
             true_positives: tp,
             false_positives: fp,
             false_negatives: fn_,
