@@ -136,11 +136,20 @@ fn naive<const D: usize>(
         components.iter().map(|c| (n / (parts as f32 * sizes[c] as f32)).min(max_weight)).collect()
     };
     let sigmoid_logits = config.activation == Activation::Sigmoid;
+    // Channel weights: class weights, channel 0 left out without include_background.
+    let channel_weight = |ci: usize| {
+        let w = config.class_weights.as_ref().map_or(1.0, |w| w[ci]);
+        if ci == 0 && !config.include_background { 0.0 } else { w }
+    };
+    let counted = (0..c).filter(|&ci| channel_weight(ci) > 0.0).count() as f64;
     let mut global = Vec::new();
     let mut element_losses = Vec::new();
     for bi in 0..b {
         let mut channel_losses = Vec::new();
         for ci in 0..c {
+            if channel_weight(ci) == 0.0 {
+                continue;
+            }
             let row_ids = &ids[(bi * c + ci) * n..(bi * c + ci + 1) * n];
             let t: Vec<f32> = row_ids.iter().map(|&i| f32::from(u8::from(i > 0))).collect();
             let logits = sigmoid_logits.then(|| row(&x, bi, ci));
@@ -148,7 +157,9 @@ fn naive<const D: usize>(
             let components: Vec<i64> = row_ids.iter().map(|&i| i64::from(i)).collect();
             let k = components.iter().filter(|&&c| c > 0).collect::<std::collections::HashSet<_>>().len();
             let w = size_weights(&components, k + 1, config.global_size_weighting);
-            global.push(score(&config.global_loss, row(&p, bi, ci), logits, t, w, n));
+            if !config.batch_global {
+                global.push(score(&config.global_loss, row(&p, bi, ci), logits, t, w, n) * channel_weight(ci));
+            }
             let mut instances: Vec<i32> = row_ids.iter().copied().filter(|&i| i > 0).collect();
             instances.sort();
             instances.dedup();
@@ -183,7 +194,7 @@ fn naive<const D: usize>(
             }
             if !instance_losses.is_empty() {
                 let count = instance_losses.len() as f64;
-                channel_losses.push(Tensor::cat(instance_losses, 0).sum() / count);
+                channel_losses.push(Tensor::cat(instance_losses, 0).sum() / count * channel_weight(ci));
             }
         }
         if !channel_losses.is_empty() {
@@ -191,7 +202,21 @@ fn naive<const D: usize>(
             element_losses.push(Tensor::cat(channel_losses, 0).sum() / count);
         }
     }
-    let global = Tensor::cat(global, 0).mean();
+    if config.batch_global {
+        // Batch Dice: each channel over the whole batch at once.
+        for ci in (0..c).filter(|&ci| channel_weight(ci) > 0.0) {
+            let rows: Vec<usize> = (0..b).collect();
+            let cat = |t: &Tensor<3>| Tensor::cat(rows.iter().map(|&bi| row(t, bi, ci)).collect(), 0);
+            let row_ids: Vec<i32> =
+                rows.iter().flat_map(|&bi| ids[(bi * c + ci) * n..(bi * c + ci + 1) * n].to_vec()).collect();
+            let t: Vec<f32> = row_ids.iter().map(|&i| f32::from(u8::from(i > 0))).collect();
+            let w = vec![1.0; t.len()];
+            let logits = sigmoid_logits.then(|| cat(&x));
+            global.push(score(&config.global_loss, cat(&p), logits, t, w, n * b) * channel_weight(ci));
+        }
+    }
+    let rows = if config.batch_global { 1.0 } else { b as f64 };
+    let global = Tensor::cat(global, 0).sum() / (counted * rows);
     let mean = |losses: Vec<Tensor<1>>| {
         if losses.is_empty() {
             Tensor::<1>::zeros([1], &device)
@@ -219,8 +244,8 @@ fn naive<const D: usize>(
                     (p.clone() * p.clone().detach()).sum() / p.detach().sum()
                 })
                 .collect();
-            if !terms.is_empty() {
-                channels.push(mean(terms));
+            if !terms.is_empty() && channel_weight(ci) > 0.0 {
+                channels.push(mean(terms) * channel_weight(ci));
             }
         }
         if !channels.is_empty() {
@@ -268,6 +293,15 @@ fn check_against_naive<const D: usize>(
     max_id: i32,
     density: f64,
 ) {
+    let channels = shape[1];
+    if channels < 2 && !config.include_background {
+        return; // no channel left: an error, tested apart
+    }
+    // Class weights cycled to the number of channels.
+    let config = &BlobLossConfig {
+        class_weights: config.class_weights.as_ref().map(|w| (0..channels).map(|c| w[c % w.len()]).collect()),
+        ..config.clone()
+    };
     let device = device();
     let mut rng = Rng(seed);
     let (logits, ids) = random_batch(&mut rng, &shape, max_id, density);
@@ -355,6 +389,16 @@ fn configs() -> Vec<BlobLossConfig> {
             .with_partition(Partition::Voronoi)
             .with_blob_size_weighting(true)
             .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_squared_denominator(true)),
+        // MONAI's options: no background channel, class weights, batch Dice.
+        BlobLossConfig::new()
+            .with_activation(Activation::Softmax)
+            .with_include_background(false)
+            .with_global_loss(BaseLossConfig::new().with_bce_weight(1.0)),
+        BlobLossConfig::new()
+            .with_class_weights(Some(vec![0.5, 2.0, 0.0]))
+            .with_batch_global(true)
+            .with_false_positive_weight(0.3)
+            .with_global_loss(BaseLossConfig::new().with_bce_weight(1.0).with_tversky_weight(0.5)),
         // The prediction term, with blob loss and with the CC loss.
         BlobLossConfig::new().with_false_positive_weight(0.7),
         BlobLossConfig::new()
@@ -555,6 +599,31 @@ fn large_volumes_do_not_drift() {
     }
 }
 
+/// The unreduced terms reduce to the loss: the global mean, and the blob mean over channels with
+/// instances, then elements with any.
+#[test]
+fn unreduced_parts_reduce_to_the_loss() {
+    let device = device();
+    let shape = [3, 2, 6, 7];
+    let (logits, ids) = random_batch(&mut Rng(77), &shape, 4, 0.3);
+    let (x, y) = tensors(shape, &logits, &ids, &device);
+    let parts = BlobLossConfig::new().init().forward_parts(x, y);
+    let u = parts.unreduced;
+    close(scalar(u.global.clone().mean()), scalar(parts.global), 1e-6, "global");
+    let blob: Vec<f32> = u.blob.into_data().convert::<f32>().try_to_vec().unwrap();
+    let counts: Vec<f32> = u.instances.into_data().convert::<f32>().try_to_vec().unwrap();
+    let (mut sum, mut elements) = (0.0, 0);
+    for b in 0..3 {
+        let with: Vec<usize> = (0..2).filter(|&c| counts[b * 2 + c] > 0.0).collect();
+        if !with.is_empty() {
+            sum += with.iter().map(|&c| f64::from(blob[b * 2 + c])).sum::<f64>() / with.len() as f64;
+            elements += 1;
+        }
+    }
+    assert!(elements > 0 && counts.iter().all(|c| c.fract() == 0.0));
+    close(sum / f64::from(elements), scalar(parts.blob), 1e-6, "blob");
+}
+
 /// The new maps and settings: missing cells, cells of another shape or naming no instance, bad
 /// thresholds, false-positive components of another shape.
 #[test]
@@ -577,6 +646,22 @@ fn voronoi_and_false_positive_inputs_are_checked() {
         let err = false_positive_components(x.clone(), y.clone(), Activation::Sigmoid, threshold).unwrap_err();
         assert!(err.to_string().contains("threshold"), "{err}");
     }
+    let err = BlobLossConfig::new().with_class_weights(Some(vec![1.0, f64::NAN])).try_init().unwrap_err();
+    assert!(err.to_string().contains("class_weights"), "{err}");
+    let two_weights = BlobLossConfig::new().with_class_weights(Some(vec![1.0, 2.0])).init();
+    let err = two_weights.try_forward(x.clone(), y.clone()).unwrap_err();
+    assert!(err.to_string().contains("class_weights has 2 values for 1 channels"), "{err}");
+    let no_background = BlobLossConfig::new().with_include_background(false).init();
+    let err = no_background.try_forward(x.clone(), y.clone()).unwrap_err();
+    assert!(err.to_string().contains("include_background"), "{err}");
+    let err = BlobLossConfig::new().with_max_size_weight(0.5).try_init().unwrap_err();
+    assert!(err.to_string().contains("max_size_weight"), "{err}");
+    let err = BlobLossConfig::new()
+        .with_partition(Partition::Reference)
+        .with_blob_size_weighting(true)
+        .try_init()
+        .unwrap_err();
+    assert!(err.to_string().contains("blob_size_weighting"), "{err}");
     let err = BlobLossConfig::new().with_false_positive_weight(-1.0).try_init().unwrap_err();
     assert!(err.to_string().contains("false_positive_weight"), "{err}");
     let fp = BlobLossConfig::new().with_false_positive_weight(1.0).init();
@@ -771,7 +856,9 @@ fn infinite_and_zero_logits_give_finite_exact_gradients() {
         assert!((g - e).abs() <= 1e-6, "voxel {i}: {g} vs {e}");
     }
     // Every configuration, both engines: finite.
-    for config in configs_both_paths().into_iter().filter(|c| c.activation == Activation::Sigmoid) {
+    for config in
+        configs_both_paths().into_iter().filter(|c| c.activation == Activation::Sigmoid && c.class_weights.is_none())
+    {
         let (x, _) = tensors([1, 1, 8], &logits, &ids, &device);
         let total = config.init().forward(x.clone(), targets_for(&config, [1, 1, 8], &ids, &device));
         assert!(scalar(total.clone()).is_finite(), "{config:?}");

@@ -117,6 +117,21 @@ pub struct BlobLossConfig {
     /// weigh as much as the volume).
     #[config(default = 1000.0)]
     pub max_size_weight: f64,
+    /// Whether channel 0 counts (MONAI's `include_background`): with softmax outputs over
+    /// `[background, classes..]` and [`instances_from_classes`](crate::components::instances_from_classes),
+    /// channel 0 has no instances and its global Dice only restates the others; `false` leaves
+    /// it out of every term.
+    #[config(default = true)]
+    pub include_background: bool,
+    /// Per-channel weights (MONAI's `weight`), one per channel: each channel's global, blob and
+    /// false-positive losses are multiplied by its weight before the means. `None`: all 1.
+    #[config(default = "None")]
+    pub class_weights: Option<Vec<f64>>,
+    /// Batch Dice (MONAI's `batch`): the global term sums each channel over the whole batch
+    /// before the ratio (and divides BCE by the batch's voxels), instead of averaging per
+    /// element. The instance terms stay per element.
+    #[config(default = false)]
+    pub batch_global: bool,
     /// How the per-instance sums are computed: the fused op (host passes on flex, one cube kernel
     /// on wgpu and cuda) or burn's generic tensor operations, the slower reference.
     #[config(default = "Engine::Fused")]
@@ -151,6 +166,11 @@ impl BlobLossConfig {
                 "max_size_weight must be finite and >= 1, got {}",
                 self.max_size_weight
             )));
+        }
+        if let Some(weights) = &self.class_weights
+            && let Some(bad) = weights.iter().find(|w| !(w.is_finite() && **w >= 0.0))
+        {
+            return Err(Error::InvalidConfig(format!("class_weights must be finite and >= 0, got {bad}")));
         }
         if self.blob_size_weighting && self.partition == Partition::Reference {
             return Err(Error::InvalidConfig(
@@ -236,6 +256,35 @@ pub struct BlobLossOutput {
     /// How many batch elements have at least one instance (the denominator of the blob mean),
     /// shape `[1]`, as a float without gradient.
     pub elements_with_instances: Tensor<1>,
+    /// The terms before the means over elements and channels, for reductions of your own.
+    pub unreduced: UnreducedParts,
+}
+
+/// The terms of every `(element, channel)` before the means ([`BlobLossOutput::unreduced`]),
+/// unweighted (no class weights), differentiable.
+///
+/// # Example
+/// ```
+/// use blob_loss::loss::BlobLossConfig;
+/// use burn::tensor::{Device, Int, Tensor};
+///
+/// let device = Device::flex();
+/// let logits = Tensor::<4>::zeros([2, 1, 1, 4], &device);
+/// let instances = Tensor::<4, Int>::from_ints([[[[1, 0, 2, 0]]], [[[0, 0, 0, 0]]]], &device);
+/// let unreduced = BlobLossConfig::new().init().forward_parts(logits, instances).unreduced;
+/// assert_eq!(unreduced.blob.dims(), [2, 1]);
+/// assert_eq!(unreduced.instances.into_data().try_to_vec::<f32>().unwrap(), [2.0, 0.0]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct UnreducedParts {
+    /// The global term of every `(element, channel)`, `[B, C]` (`[1, C]` with
+    /// [`BlobLossConfig::batch_global`]).
+    pub global: Tensor<2>,
+    /// The mean of the instance terms of every `(element, channel)`, `[B, C]`; 0 where a channel
+    /// has no instance.
+    pub blob: Tensor<2>,
+    /// The number of instances of every `(element, channel)`, `[B, C]`, without gradient.
+    pub instances: Tensor<2>,
 }
 
 /// Blob loss: instance-imbalance-aware segmentation loss, stateless.
@@ -402,12 +451,18 @@ impl BlobLoss {
             voxels: voxels as f64,
             foreground_end: foreground_end.unwrap_or(bins),
         };
-        let global = self.global_term(&bins);
-        let (blob, elements_with_instances) = self.blob_term(&bins, dims[0], dims[1]);
+        let channel_weights = self.channel_weights(dims[1], &device)?.cast(FloatDType::from(bins.p.dtype()));
+        let global_rows = self.global_rows(&bins, dims[0], dims[1]);
+        let global = weighted_mean(global_rows.clone(), channel_weights.clone());
+        let (blob_rows, instance_counts) = self.blob_rows(&bins, dims[0], dims[1]);
+        let (blob, elements_with_instances) =
+            nested_mean(blob_rows.clone(), instance_counts.clone(), channel_weights.clone());
         let mut total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
         let false_positive = match false_positives {
             Some(map) => {
-                let term = self.false_positive_term(values, map.reshape([rows, voxels]), input, dims[0], dims[1])?;
+                let (rows, counts) =
+                    self.false_positive_rows(values, map.reshape([rows, voxels]), input, [dims[0], dims[1]])?;
+                let term = nested_mean(rows, counts, channel_weights).0;
                 total = total + term.clone() * config.false_positive_weight;
                 term
             }
@@ -425,6 +480,11 @@ impl BlobLoss {
             blob: blob.cast(dtype),
             false_positive: false_positive.cast(dtype),
             elements_with_instances: elements_with_instances.detach().cast(dtype),
+            unreduced: UnreducedParts {
+                global: global_rows.cast(dtype),
+                blob: blob_rows.cast(dtype),
+                instances: instance_counts.detach().cast(dtype),
+            },
         })
     }
 
@@ -436,8 +496,32 @@ impl BlobLoss {
         self.config.global_loss.needs_bce() || self.config.blob_loss.needs_bce()
     }
 
-    /// The global base loss of every `(element, channel)`, averaged.
-    fn global_term(&self, b: &Bins) -> Tensor<1> {
+    /// The weight of every channel, `[1, C]`: its class weight, 0 for channel 0 without
+    /// `include_background`.
+    fn channel_weights(&self, channels: usize, device: &burn::tensor::Device) -> Result<Tensor<2>, Error> {
+        let mut weights = match &self.config.class_weights {
+            Some(w) if w.len() != channels => {
+                return Err(Error::InvalidArgument(format!(
+                    "class_weights has {} values for {channels} channels: give one per channel",
+                    w.len()
+                )));
+            }
+            Some(w) => w.clone(),
+            None => vec![1.0; channels],
+        };
+        if !self.config.include_background {
+            if channels < 2 {
+                return Err(Error::InvalidArgument(
+                    "include_background = false leaves no channel of a single-channel output".into(),
+                ));
+            }
+            weights[0] = 0.0;
+        }
+        Ok(Tensor::<1>::from_floats(weights.as_slice(), device).reshape([1, channels]))
+    }
+
+    /// The global base loss of every `(element, channel)`, `[B, C]` (`[1, C]` with batch Dice).
+    fn global_rows(&self, b: &Bins, batch: usize, channels: usize) -> Tensor<2> {
         let [rows, bins] = b.p.dims();
         let end = b.foreground_end;
         // Inverse-size weights per bin: every instance, and the background (bin 0 and any cell
@@ -462,21 +546,27 @@ impl BlobLoss {
             None => t.clone(),
         };
         let (sum_p, count) = (weighted(&b.p), weighted(&b.count));
-        let foreground = |t: &Tensor<2>| t.clone().slice([0..rows, 1..end]).sum_dim(1);
+        // Per (element, channel) as [B, C], or summed over the batch as [1, C].
+        let batch_sum = self.config.batch_global;
+        let region = |t: Tensor<2>| {
+            let t = t.reshape([batch, channels]);
+            if batch_sum { t.sum_dim(0) } else { t }
+        };
+        let foreground = |t: &Tensor<2>| region(t.clone().slice([0..rows, 1..end]).sum_dim(1));
         let sums = RegionSums {
-            p: sum_p.clone().sum_dim(1),
-            p2: b.p2.as_ref().map(|t| weighted(t).sum_dim(1)),
+            p: region(sum_p.clone().sum_dim(1)),
+            p2: b.p2.as_ref().map(|t| region(weighted(t).sum_dim(1))),
             tp: foreground(&sum_p),
             t: foreground(&count),
-            bce: b.bce.as_ref().map(|t| weighted(t).sum_dim(1)),
-            voxels: Voxels::All(b.voxels),
+            bce: b.bce.as_ref().map(|t| region(weighted(t).sum_dim(1))),
+            voxels: Voxels::All(b.voxels * if batch_sum { batch as f64 } else { 1.0 }),
         };
-        self.config.global_loss.score(&sums).mean()
+        self.config.global_loss.score(&sums)
     }
 
-    /// The blob term: every instance scored on its domain, then the nested means; and the number
-    /// of elements with instances, shape `[1]`.
-    fn blob_term(&self, b: &Bins, batch: usize, channels: usize) -> (Tensor<1>, Tensor<1>) {
+    /// The blob term of every `(element, channel)`: the mean over its instances of each
+    /// instance's loss on its domain, `[B, C]` (0 without instances), and the instance counts.
+    fn blob_rows(&self, b: &Bins, batch: usize, channels: usize) -> (Tensor<2>, Tensor<2>) {
         let (sum_p, sum_p2, sum_bce, count) = (&b.p, &b.p2, &b.bce, &b.count);
         let [rows, bins] = sum_p.dims();
         let end = b.foreground_end;
@@ -523,19 +613,19 @@ impl BlobLoss {
             sums.bce = sums.bce.map(|bce| bce + others * std::f64::consts::LN_2);
         }
         let per_instance = self.config.blob_loss.score(&sums);
-        nested_mean(per_instance, size, batch, channels)
+        region_means(per_instance, size, batch, channels)
     }
 
-    /// The prediction term: `sum(p sg(p)) / sg(sum p)` per false-positive component, averaged
-    /// like the blob term. One more pass over the voxels, summing `p` and `p^2` per component.
-    fn false_positive_term(
+    /// The prediction term of every `(element, channel)`: the mean of `sum(p sg(p)) / sg(sum p)`
+    /// over its false-positive components, `[B, C]`, and their counts. One more pass over the
+    /// voxels, summing `p` and `p^2` per component.
+    fn false_positive_rows(
         &self,
         values: Tensor<2>,
         components: Tensor<2, Int>,
         input: SumInput,
-        batch: usize,
-        channels: usize,
-    ) -> Result<Tensor<1>, Error> {
+        dims: [usize; 2],
+    ) -> Result<(Tensor<2>, Tensor<2>), Error> {
         let [rows, _] = values.dims();
         let ids = bin_ids(components, self.config.max_bins, 2)?;
         // Every bin has target 0 (no cross-entropy is summed).
@@ -550,23 +640,37 @@ impl BlobLoss {
         let denominator = p.detach().clamp_min(f64::from(f32::MIN_POSITIVE));
         let half = p2.clone() / (denominator.clone() * 2.0);
         let per_component = half.clone() + (p2.detach() / denominator - half.detach());
-        Ok(nested_mean(per_component, size, batch, channels).0)
+        Ok(region_means(per_component, size, dims[0], dims[1]))
     }
 }
 
-/// The mean of per-region losses `[rows, regions]` over the present regions of a row (size > 0;
-/// absent bins are selected out, not multiplied by 0), then over the channels that have regions,
-/// then over the batch elements that have any; and the number of such elements, shape `[1]`.
-fn nested_mean(per_region: Tensor<2>, size: Tensor<2>, batch: usize, channels: usize) -> (Tensor<1>, Tensor<1>) {
+/// The mean of per-region losses `[rows, regions]` over the present regions of each row (size >
+/// 0; absent bins are selected out, not multiplied by 0), `[B, C]` (0 without regions), and the
+/// number of regions, `[B, C]`.
+fn region_means(per_region: Tensor<2>, size: Tensor<2>, batch: usize, channels: usize) -> (Tensor<2>, Tensor<2>) {
     let absent = size.clone().lower_elem(0.5); // sizes are whole numbers
     let present = size.clamp_max(1.0); // 1 where present, 0 elsewhere
     let n_regions = present.sum_dim(1); // [rows, 1]
-    let channel_loss = per_region.mask_fill(absent, 0.0).sum_dim(1) / n_regions.clone().clamp_min(1.0);
-    let channel_has = n_regions.clamp_max(1.0);
-    let channel_loss = channel_loss.reshape([batch, channels]);
-    let channel_has = channel_has.reshape([batch, channels]);
-    let n_channels = channel_has.clone().sum_dim(1); // [batch, 1]
-    let element_loss = (channel_loss * channel_has).sum_dim(1) / n_channels.clone().clamp_min(1.0);
+    let loss = per_region.mask_fill(absent, 0.0).sum_dim(1) / n_regions.clone().clamp_min(1.0);
+    (loss.reshape([batch, channels]), n_regions.reshape([batch, channels]))
+}
+
+/// The mean over elements and channels of `[B, C]` (or `[1, C]`) losses, each channel weighted
+/// (`[1, C]`) and divided by the number of channels that count (weight above 0).
+fn weighted_mean(losses: Tensor<2>, weights: Tensor<2>) -> Tensor<1> {
+    let [rows, _] = losses.dims();
+    let counted = weights.clone().greater_elem(0.0).float().cast(FloatDType::from(weights.dtype())).sum();
+    ((losses * weights).sum() / (counted.clamp_min(1.0) * rows as f64)).reshape([1])
+}
+
+/// The nested mean of `[B, C]` per-channel losses with `counts` regions each: over the channels
+/// that have regions (and count: weight above 0; each loss times its channel's weight), then over
+/// the elements that have any; and the number of such elements, shape `[1]`.
+fn nested_mean(losses: Tensor<2>, counts: Tensor<2>, weights: Tensor<2>) -> (Tensor<1>, Tensor<1>) {
+    let counted = weights.clone().greater_elem(0.0).float().cast(FloatDType::from(weights.dtype()));
+    let channel_has = counts.clamp_max(1.0) * counted; // [B, C]
+    let n_channels = channel_has.clone().sum_dim(1); // [B, 1]
+    let element_loss = (losses * channel_has * weights).sum_dim(1) / n_channels.clone().clamp_min(1.0);
     let element_has = n_channels.clamp_max(1.0);
     let n_elements = element_has.clone().sum();
     let mean = (element_loss * element_has).sum() / n_elements.clone().clamp_min(1.0);

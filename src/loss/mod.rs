@@ -38,7 +38,7 @@ mod targets;
 
 pub use activation::Activation;
 pub use base::BaseLossConfig;
-pub use blob::{BlobLoss, BlobLossConfig, BlobLossOutput, MAX_BINS, Partition};
+pub use blob::{BlobLoss, BlobLossConfig, BlobLossOutput, MAX_BINS, Partition, UnreducedParts};
 pub use convert::instances_to_tensor;
 pub use false_positives::false_positive_components;
 pub use sums::Engine;
