@@ -151,14 +151,18 @@ fn naive<const D: usize>(
                 continue;
             }
             let row_ids = &ids[(bi * c + ci) * n..(bi * c + ci + 1) * n];
-            let t: Vec<f32> = row_ids.iter().map(|&i| f32::from(u8::from(i > 0))).collect();
-            let logits = sigmoid_logits.then(|| row(&x, bi, ci));
+            // Ignored voxels (negative ids) are in no term.
+            let kept: Vec<i32> = (0..n).filter(|&v| row_ids[v] >= 0).map(|v| v as i32).collect();
+            let kept_idx = Tensor::<1, Int>::from_ints(kept.as_slice(), &device);
+            let t: Vec<f32> = kept.iter().map(|&v| f32::from(u8::from(row_ids[v as usize] > 0))).collect();
+            let logits = sigmoid_logits.then(|| row(&x, bi, ci).select(0, kept_idx.clone()));
             // Globally the background is one component, however many instances there are.
-            let components: Vec<i64> = row_ids.iter().map(|&i| i64::from(i)).collect();
+            let components: Vec<i64> = kept.iter().map(|&v| i64::from(row_ids[v as usize])).collect();
             let k = components.iter().filter(|&&c| c > 0).collect::<std::collections::HashSet<_>>().len();
             let w = size_weights(&components, k + 1, config.global_size_weighting);
             if !config.batch_global {
-                global.push(score(&config.global_loss, row(&p, bi, ci), logits, t, w, n) * channel_weight(ci));
+                let p = row(&p, bi, ci).select(0, kept_idx);
+                global.push(score(&config.global_loss, p, logits, t, w, kept.len()) * channel_weight(ci));
             }
             let mut instances: Vec<i32> = row_ids.iter().copied().filter(|&i| i > 0).collect();
             instances.sort();
@@ -177,7 +181,7 @@ fn naive<const D: usize>(
                         let idx = Tensor::<1, Int>::from_ints(keep.as_slice(), &device);
                         let t: Vec<f32> = keep.iter().map(|&v| t[v as usize]).collect();
                         let logits = sigmoid_logits.then(|| row(&x, bi, ci).select(0, idx.clone()));
-                        let voxels = if row_cells.is_some() { keep.len() } else { n };
+                        let voxels = if row_cells.is_some() { keep.len() } else { kept.len() };
                         let p = row(&p, bi, ci).select(0, idx);
                         // Inside the domain: the instance and the rest, two components.
                         let parts: Vec<i64> = keep.iter().map(|&v| i64::from(row_ids[v as usize] == k)).collect();
@@ -209,10 +213,13 @@ fn naive<const D: usize>(
             let cat = |t: &Tensor<3>| Tensor::cat(rows.iter().map(|&bi| row(t, bi, ci)).collect(), 0);
             let row_ids: Vec<i32> =
                 rows.iter().flat_map(|&bi| ids[(bi * c + ci) * n..(bi * c + ci + 1) * n].to_vec()).collect();
-            let t: Vec<f32> = row_ids.iter().map(|&i| f32::from(u8::from(i > 0))).collect();
+            let kept: Vec<i32> = (0..row_ids.len()).filter(|&v| row_ids[v] >= 0).map(|v| v as i32).collect();
+            let kept_idx = Tensor::<1, Int>::from_ints(kept.as_slice(), &device);
+            let t: Vec<f32> = kept.iter().map(|&v| f32::from(u8::from(row_ids[v as usize] > 0))).collect();
             let w = vec![1.0; t.len()];
-            let logits = sigmoid_logits.then(|| cat(&x));
-            global.push(score(&config.global_loss, cat(&p), logits, t, w, n * b) * channel_weight(ci));
+            let logits = sigmoid_logits.then(|| cat(&x).select(0, kept_idx.clone()));
+            let p = cat(&p).select(0, kept_idx);
+            global.push(score(&config.global_loss, p, logits, t, w, kept.len()) * channel_weight(ci));
         }
     }
     let rows = if config.batch_global { 1.0 } else { b as f64 };
@@ -261,7 +268,9 @@ fn naive<const D: usize>(
 
 /// The Voronoi cells of an instance map `[B, C, spatial..]` (anisotropic spacing).
 fn cells_of(shape: &[usize], ids: &[i32]) -> Vec<i32> {
-    let labels = ndarray::ArrayD::from_shape_vec(shape.to_vec(), ids.iter().map(|&i| i as u32).collect()).unwrap();
+    // Ignored voxels (negative ids) are background for the cells.
+    let labels =
+        ndarray::ArrayD::from_shape_vec(shape.to_vec(), ids.iter().map(|&i| i.max(0) as u32).collect()).unwrap();
     let spacing: Vec<f64> = (2..shape.len()).map(|axis| 1.0 + 0.25 * axis as f64).collect();
     voronoi_batch(labels.view(), &spacing).unwrap().iter().map(|&c| c as i32).collect()
 }
@@ -304,7 +313,11 @@ fn check_against_naive<const D: usize>(
     };
     let device = device();
     let mut rng = Rng(seed);
-    let (logits, ids) = random_batch(&mut rng, &shape, max_id, density);
+    let (logits, mut ids) = random_batch(&mut rng, &shape, max_id, density);
+    if config.ignore_negative_ids {
+        // Every 7th voxel ignored.
+        ids.iter_mut().step_by(7).for_each(|id| *id = -1 - *id);
+    }
     let logits: Vec<f32> = if config.activation == Activation::None {
         logits.iter().map(|&l| 1.0 / (1.0 + (-l).exp())).collect()
     } else {
@@ -389,6 +402,17 @@ fn configs() -> Vec<BlobLossConfig> {
             .with_partition(Partition::Voronoi)
             .with_blob_size_weighting(true)
             .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0).with_squared_denominator(true)),
+        // Ignored voxels, with blob loss, the CC loss and the false-positive term.
+        BlobLossConfig::new()
+            .with_ignore_negative_ids(true)
+            .with_false_positive_weight(0.5)
+            .with_global_loss(BaseLossConfig::new().with_bce_weight(1.0))
+            .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0)),
+        BlobLossConfig::new()
+            .with_ignore_negative_ids(true)
+            .with_partition(Partition::Voronoi)
+            .with_batch_global(true)
+            .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0)),
         // MONAI's options: no background channel, class weights, batch Dice.
         BlobLossConfig::new()
             .with_activation(Activation::Softmax)

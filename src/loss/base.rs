@@ -67,16 +67,9 @@ pub(crate) struct RegionSums {
     pub t: Tensor<2>,
     /// The summed per-voxel cross-entropy, when BCE is used.
     pub bce: Option<Tensor<2>>,
-    /// What the summed cross-entropy is divided by.
-    pub voxels: Voxels,
-}
-
-/// The number of voxels BCE is normalised by.
-pub(crate) enum Voxels {
-    /// The same for every region (the voxels of a batch element).
-    All(f64),
-    /// Each region's own size, `[R, M]` (a Voronoi cell).
-    PerRegion(Box<Tensor<2>>),
+    /// What the summed cross-entropy is divided by: the voxels of each region's batch element
+    /// (`[R, 1]`), or of the region itself (`[R, M]`, a Voronoi cell).
+    pub voxels: Tensor<2>,
 }
 
 impl BaseLossConfig {
@@ -143,11 +136,7 @@ impl BaseLossConfig {
         }
         if self.bce_weight > 0.0 {
             let bce = sums.bce.clone().expect("BCE sums are computed when BCE is on");
-            loss = loss
-                + match &sums.voxels {
-                    Voxels::All(voxels) => bce * (self.bce_weight / voxels),
-                    Voxels::PerRegion(voxels) => bce / voxels.as_ref().clone().clamp_min(1.0) * self.bce_weight,
-                };
+            loss = loss + bce / sums.voxels.clone().clamp_min(1.0) * self.bce_weight;
         }
         loss
     }

@@ -6,7 +6,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{FloatDType, Int, Tensor};
 
 use super::activation::Activation;
-use super::base::{BaseLossConfig, RegionSums, Voxels};
+use super::base::{BaseLossConfig, RegionSums};
 use super::false_positives::false_positive_components;
 use super::ids::{BinIds, bin_ids, voronoi_bin_ids};
 use super::sums::{Engine, InstanceSumsSpec, Statistic, SumInput, is_flex, sums_unchecked};
@@ -127,6 +127,11 @@ pub struct BlobLossConfig {
     /// false-positive losses are multiplied by its weight before the means. `None`: all 1.
     #[config(default = "None")]
     pub class_weights: Option<Vec<f64>>,
+    /// Whether negative ids mark voxels to ignore (unlabelled or uncertain regions): they enter
+    /// no term and get no gradient, and BCE is divided by the voxels that remain. `false` (the
+    /// default): a negative id is an error ([`Error::NegativeInstanceId`]).
+    #[config(default = false)]
+    pub ignore_negative_ids: bool,
     /// Batch Dice (MONAI's `batch`): the global term sums each channel over the whole batch
     /// before the ratio (and divides BCE by the batch's voxels), instead of averaging per
     /// element. The instance terms stay per element.
@@ -431,25 +436,36 @@ impl BlobLoss {
         };
         let spec = InstanceSumsSpec::new(input, 0).with_squares(self.needs_p2()).with_cross_entropy(self.needs_bce());
         let instances = instances.reshape([rows, voxels]);
+        // Ignored voxels (negative ids) go to one more bin, after all others, dropped below.
+        let ignored = config.ignore_negative_ids.then(|| instances.clone().lower_elem(0));
+        let instances = match &ignored {
+            Some(ignored) => instances.mask_fill(ignored.clone(), 0),
+            None => instances,
+        };
         let ids = match cells {
             Some(cells) if voronoi => {
                 voronoi_bin_ids(instances, cells.reshape([rows, voxels]), config.max_bins, spec.statistics())?
             }
             _ => bin_ids(instances, config.max_bins, spec.statistics())?,
         };
-        let BinIds { ids, bins, foreground_end } = ids;
+        let BinIds { ids, bins: kept, foreground_end } = ids;
+        let (ids, bins, foreground_end) = match ignored {
+            Some(ignored) => (ids.mask_fill(ignored, kept as i64), kept + 1, Some(foreground_end.unwrap_or(kept))),
+            None => (ids, kept, foreground_end),
+        };
         let spec = InstanceSumsSpec { bins, foreground_end, ..spec };
         let sums = sums_unchecked(values.clone(), ids, spec, config.engine);
         let stat = |s: Statistic| {
-            spec.index(s).map(|i| sums.clone().slice([0..rows, i..i + 1, 0..bins]).reshape([rows, bins]))
+            spec.index(s).map(|i| sums.clone().slice([0..rows, i..i + 1, 0..kept]).reshape([rows, kept]))
         };
+        let count = stat(Statistic::Count).expect("always summed");
         let bins = Bins {
             p: stat(Statistic::Probability).expect("always summed"),
             p2: stat(Statistic::Square),
             bce: stat(Statistic::CrossEntropy),
-            count: stat(Statistic::Count).expect("always summed"),
-            voxels: voxels as f64,
-            foreground_end: foreground_end.unwrap_or(bins),
+            voxels: count.clone().sum_dim(1),
+            count,
+            foreground_end: foreground_end.unwrap_or(kept),
         };
         let channel_weights = self.channel_weights(dims[1], &device)?.cast(FloatDType::from(bins.p.dtype()));
         let global_rows = self.global_rows(&bins, dims[0], dims[1]);
@@ -559,7 +575,7 @@ impl BlobLoss {
             tp: foreground(&sum_p),
             t: foreground(&count),
             bce: b.bce.as_ref().map(|t| region(weighted(t).sum_dim(1))),
-            voxels: Voxels::All(b.voxels * if batch_sum { batch as f64 } else { 1.0 }),
+            voxels: region(b.voxels.clone()),
         };
         self.config.global_loss.score(&sums)
     }
@@ -601,8 +617,8 @@ impl BlobLoss {
             t: weighted_instance(count),
             bce: sum_bce.as_ref().map(domain),
             voxels: match self.config.partition {
-                Partition::Voronoi => Voxels::PerRegion(Box::new(instance(count) + rest(count))),
-                _ => Voxels::All(b.voxels),
+                Partition::Voronoi => instance(count) + rest(count),
+                _ => b.voxels.clone(),
             },
         };
         if self.config.partition == Partition::Reference {
@@ -685,6 +701,7 @@ struct Bins {
     p2: Option<Tensor<2>>,
     bce: Option<Tensor<2>>,
     count: Tensor<2>,
-    voxels: f64,
+    /// The voxels of every row, ignored ones left out, `[rows, 1]`.
+    voxels: Tensor<2>,
     foreground_end: usize,
 }

@@ -16,7 +16,9 @@ use crate::components::{Connectivity, label_batch};
 ///
 /// - `outputs`: `[B, C, spatial..]` (D = 3, 4 or 5), turned into probabilities by `activation`;
 ///   a voxel is predicted where its probability is above `threshold`.
-/// - `instances`: the ground truth, same shape (0 is background).
+/// - `instances`: the ground truth, same shape (0 is background; voxels of negative id, ignored
+///   by [`BlobLossConfig::ignore_negative_ids`](super::BlobLossConfig::ignore_negative_ids), are
+///   never part of a component).
 ///
 /// Components are taken with full connectivity (8 neighbours in 2D, 26 in 3D, as BiCC); a
 /// component with any voxel of any instance of its channel is no false positive. The outputs and
@@ -83,6 +85,7 @@ pub fn false_positive_components<const D: usize>(
         4 => (dims.to_vec(), Connectivity::Eight),
         _ => (dims.to_vec(), Connectivity::TwentySix),
     };
+    let predicted: Vec<bool> = predicted.iter().zip(&truth).map(|(&p, &id)| p && id >= 0).collect();
     let mask = ArrayD::from_shape_vec(IxDyn(&shape), predicted).expect("the outputs' element count");
     let labelled = label_batch(mask.view(), connectivity)?;
     let voxels: usize = dims[2..].iter().product();
@@ -95,7 +98,7 @@ pub fn false_positive_components<const D: usize>(
         touches.clear();
         touches.resize(count + 1, false);
         for (&label, &id) in labels[range.clone()].iter().zip(&truth[range.clone()]) {
-            if id != 0 {
+            if id > 0 {
                 touches[label as usize] = true;
             }
         }
