@@ -8,7 +8,7 @@
 //!
 //! `bench` draws `--lesions` lesion-like ellipsoids in a `--size`³ volume (the generator of the
 //! other benchmarks), times `distance_transform` (distance to the nearest lesion voxel, with the
-//! nearest voxel's index) on each rayon pool size of `--threads`, the minimum over `--runs` runs
+//! nearest voxel's index) and `distance_map` (distances only) on each rayon pool size of `--threads`, the minimum over `--runs` runs
 //! after a warm-up, prints one line per pool size, and writes the volume as raw `u8` to `--out`
 //! (default `target/edt_volume.u8`) for `scripts/bench_edt.sh`'s peers.
 //!
@@ -26,7 +26,7 @@ mod timing;
 
 use std::path::Path;
 
-use blob_loss::components::distance_transform;
+use blob_loss::components::{distance_map, distance_transform};
 use ndarray::{ArrayD, IxDyn};
 use timing::{arg, list, min_time};
 
@@ -56,7 +56,9 @@ fn bench() {
     for threads in list("--threads", "1,2") {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("a thread pool");
         let seconds = pool.install(|| min_time(runs, || distance_transform(volume.view(), &[1.0; 3]).unwrap()));
-        println!("blob-loss distance_transform, {threads} thread(s): {:.1} ms", seconds * 1e3);
+        println!("blob-loss distance_transform (indices), {threads} thread(s): {:.1} ms", seconds * 1e3);
+        let seconds = pool.install(|| min_time(runs, || distance_map(volume.view(), &[1.0; 3]).unwrap()));
+        println!("blob-loss distance_map (distances only), {threads} thread(s): {:.1} ms", seconds * 1e3);
     }
 }
 

@@ -64,24 +64,66 @@ where
     A: Copy + Default + PartialEq,
     D: Dimension,
 {
+    let dim = mask.raw_dim();
+    let (squared, nearest) = squared_distances::<true, A, D>(mask, spacing)?;
+    let distances = Array::from_shape_vec(dim.clone(), squared.into_iter().map(f64::sqrt).collect())
+        .expect("one distance per voxel");
+    let nearest = Array::from_shape_vec(dim, nearest).expect("one index per voxel");
+    Ok(DistanceTransform { distances, nearest })
+}
+
+/// The distances of [`distance_transform`] alone, without the nearest voxels' indices (less
+/// memory traffic: for boundary losses and Hausdorff distances, which need no index).
+///
+/// # Errors
+/// As [`distance_transform`].
+///
+/// # Example
+/// ```
+/// use blob_loss::components::distance_map;
+/// use ndarray::array;
+///
+/// let mask = array![[1u8, 0, 0, 0]];
+/// assert_eq!(distance_map(mask.view(), &[1.0, 2.0]).unwrap(), array![[0.0, 2.0, 4.0, 6.0]]);
+/// ```
+pub fn distance_map<A, D>(mask: ArrayView<'_, A, D>, spacing: &[f64]) -> Result<Array<f64, D>, Error>
+where
+    A: Copy + Default + PartialEq,
+    D: Dimension,
+{
+    let dim = mask.raw_dim();
+    let (squared, _) = squared_distances::<false, A, D>(mask, spacing)?;
+    Ok(Array::from_shape_vec(dim, squared.into_iter().map(f64::sqrt).collect()).expect("one distance per voxel"))
+}
+
+/// The squared distances, row-major, and (with `INDICES`) the nearest voxels' indices (empty
+/// without).
+fn squared_distances<const INDICES: bool, A, D>(
+    mask: ArrayView<'_, A, D>,
+    spacing: &[f64],
+) -> Result<(Vec<f64>, Vec<usize>), Error>
+where
+    A: Copy + Default + PartialEq,
+    D: Dimension,
+{
     check_spacing(mask.ndim(), spacing)?;
     let shape = mask.shape().to_vec();
     let background = A::default();
     // Squared distances and nearest indices, row-major, refined one axis at a time.
     let mut squared: Vec<f64> = mask.iter().map(|&v| if v == background { f64::INFINITY } else { 0.0 }).collect();
-    let mut nearest: Vec<usize> =
-        mask.iter().enumerate().map(|(i, &v)| if v == background { usize::MAX } else { i }).collect();
+    let mut nearest: Vec<usize> = if INDICES {
+        mask.iter().enumerate().map(|(i, &v)| if v == background { usize::MAX } else { i }).collect()
+    } else {
+        Vec::new()
+    };
     // The last axis first (contiguous lines, binary input), then the others, last to first.
     if let Some((&last, others)) = spacing.split_last() {
-        first_pass(&mut squared, &mut nearest, shape[others.len()], last * last);
+        first_pass::<INDICES>(&mut squared, &mut nearest, shape[others.len()], last * last);
         for (axis, &step) in others.iter().enumerate().rev() {
-            pass(&mut squared, &mut nearest, &shape, axis, step * step);
+            pass::<INDICES>(&mut squared, &mut nearest, &shape, axis, step * step);
         }
     }
-    let distances = Array::from_shape_vec(mask.raw_dim(), squared.into_iter().map(f64::sqrt).collect())
-        .expect("one distance per voxel");
-    let nearest = Array::from_shape_vec(mask.raw_dim(), nearest).expect("one index per voxel");
-    Ok(DistanceTransform { distances, nearest })
+    Ok((squared, nearest))
 }
 
 /// The Voronoi cells of an instance map: every voxel takes the id of its nearest instance voxel
@@ -162,11 +204,11 @@ fn check_spacing(ndim: usize, spacing: &[f64]) -> Result<(), Error> {
 /// The first pass, along the last (contiguous) axis, on the binary mask: every voxel's nearest
 /// foreground voxel on its line is the nearer of the last one before it and the first one after
 /// it (the one before on a tie).
-fn first_pass(squared: &mut [f64], nearest: &mut [usize], len: usize, weight: f64) {
+fn first_pass<const INDICES: bool>(squared: &mut [f64], nearest: &mut [usize], len: usize, weight: f64) {
     if len == 0 {
         return;
     }
-    squared.par_chunks_mut(len).zip(nearest.par_chunks_mut(len)).for_each(|(squared, nearest)| {
+    let line = |squared: &mut [f64], nearest: &mut [usize]| {
         // Forward: the last foreground voxel at or before q.
         let mut last = usize::MAX;
         for q in 0..len {
@@ -175,7 +217,9 @@ fn first_pass(squared: &mut [f64], nearest: &mut [usize], len: usize, weight: f6
             } else if last != usize::MAX {
                 let d = (q - last) as f64;
                 squared[q] = weight * d * d;
-                nearest[q] = nearest[last];
+                if INDICES {
+                    nearest[q] = nearest[last];
+                }
             }
         }
         // Backward: the first foreground voxel after q, where strictly nearer.
@@ -188,11 +232,18 @@ fn first_pass(squared: &mut [f64], nearest: &mut [usize], len: usize, weight: f6
                 let candidate = weight * d * d;
                 if candidate < squared[q] {
                     squared[q] = candidate;
-                    nearest[q] = nearest[next];
+                    if INDICES {
+                        nearest[q] = nearest[next];
+                    }
                 }
             }
         }
-    });
+    };
+    if INDICES {
+        squared.par_chunks_mut(len).zip(nearest.par_chunks_mut(len)).for_each(|(s, n)| line(s, n));
+    } else {
+        squared.par_chunks_mut(len).for_each(|s| line(s, &mut []));
+    }
 }
 
 /// Lines gathered at once by [`pass`]: neighbouring lines along a strided axis share cache
@@ -201,30 +252,35 @@ const TILE: usize = 16;
 
 /// One pass along `axis` (not the last): every line of `squared` becomes the lower envelope of
 /// the parabolas `weight * (q - p)^2 + squared[p]`, and `nearest` follows the minimising `p`.
-fn pass(squared: &mut [f64], nearest: &mut [usize], shape: &[usize], axis: usize, weight: f64) {
+fn pass<const INDICES: bool>(squared: &mut [f64], nearest: &mut [usize], shape: &[usize], axis: usize, weight: f64) {
     let len = shape[axis];
     let stride: usize = shape[axis + 1..].iter().product();
     let block = len * stride;
     if block == 0 || len == 1 {
         return;
     }
-    squared.par_chunks_mut(block).zip(nearest.par_chunks_mut(block)).for_each_init(
-        || Tile::new(len),
-        |tile, (squared, nearest)| {
-            for first in (0..stride).step_by(TILE) {
-                let lines = TILE.min(stride - first);
-                tile.load(squared, nearest, first, lines, stride);
-                for line in 0..lines {
-                    tile.envelope(line, weight);
-                }
-                tile.store(squared, nearest, first, lines, stride);
+    let run = |tile: &mut Tile<INDICES>, squared: &mut [f64], nearest: &mut [usize]| {
+        for first in (0..stride).step_by(TILE) {
+            let lines = TILE.min(stride - first);
+            tile.load(squared, nearest, first, lines, stride);
+            for line in 0..lines {
+                tile.envelope(line, weight);
             }
-        },
-    );
+            tile.store(squared, nearest, first, lines, stride);
+        }
+    };
+    if INDICES {
+        squared
+            .par_chunks_mut(block)
+            .zip(nearest.par_chunks_mut(block))
+            .for_each_init(|| Tile::new(len), |tile, (s, n)| run(tile, s, n));
+    } else {
+        squared.par_chunks_mut(block).for_each_init(|| Tile::new(len), |tile, s| run(tile, s, &mut []));
+    }
 }
 
 /// The scratch buffers of up to [`TILE`] lines of `len` voxels, line after line.
-struct Tile {
+struct Tile<const INDICES: bool> {
     len: usize,
     /// The input values and nearest indices.
     f: Vec<f64>,
@@ -239,14 +295,15 @@ struct Tile {
     g: Vec<f64>,
 }
 
-impl Tile {
+impl<const INDICES: bool> Tile<INDICES> {
     fn new(len: usize) -> Self {
+        let features = if INDICES { len * TILE } else { 0 };
         Self {
             len,
             f: vec![0.0; len * TILE],
-            feature: vec![0; len * TILE],
+            feature: vec![0; features],
             out: vec![0.0; len * TILE],
-            out_feature: vec![0; len * TILE],
+            out_feature: vec![0; features],
             v: vec![0; len],
             z: vec![0.0; len + 1],
             g: vec![0.0; len],
@@ -259,7 +316,11 @@ impl Tile {
             let row = first + q * stride;
             for j in 0..lines {
                 self.f[j * self.len + q] = squared[row + j];
-                self.feature[j * self.len + q] = nearest[row + j];
+            }
+            if INDICES {
+                for j in 0..lines {
+                    self.feature[j * self.len + q] = nearest[row + j];
+                }
             }
         }
     }
@@ -269,7 +330,11 @@ impl Tile {
             let row = first + q * stride;
             for j in 0..lines {
                 squared[row + j] = self.out[j * self.len + q];
-                nearest[row + j] = self.out_feature[j * self.len + q];
+            }
+            if INDICES {
+                for j in 0..lines {
+                    nearest[row + j] = self.out_feature[j * self.len + q];
+                }
             }
         }
     }
@@ -278,8 +343,9 @@ impl Tile {
     /// `feature[p]`.
     fn envelope(&mut self, line: usize, weight: f64) {
         let range = line * self.len..(line + 1) * self.len;
-        let (f, feature) = (&self.f[range.clone()], &self.feature[range.clone()]);
-        let (out, out_feature) = (&mut self.out[range.clone()], &mut self.out_feature[range]);
+        let features = if INDICES { range.clone() } else { 0..0 };
+        let (f, feature) = (&self.f[range.clone()], &self.feature[features.clone()]);
+        let (out, out_feature) = (&mut self.out[range], &mut self.out_feature[features]);
         let (v, z, g) = (&mut self.v, &mut self.z, &mut self.g);
         // `g[q] = f[q] + weight q^2`: the parabola rooted at `q` is `weight x^2 - 2 weight q x + g[q]`,
         // so two of them cross where `x = (g[q] - g[p]) / (2 weight (q - p))`.
@@ -319,7 +385,7 @@ impl Tile {
             return;
         }
         let mut j = 0;
-        for (q, (out, out_feature)) in out.iter_mut().zip(out_feature.iter_mut()).enumerate() {
+        for (q, out) in out.iter_mut().enumerate() {
             let x = q as f64;
             while z[j + 1] < x {
                 j += 1;
@@ -327,7 +393,9 @@ impl Tile {
             let p = v[j];
             let d = x - p as f64;
             *out = weight * d * d + f[p];
-            *out_feature = feature[p];
+            if INDICES {
+                out_feature[q] = feature[p];
+            }
         }
     }
 }
@@ -379,6 +447,8 @@ mod tests {
             let mask = ArrayD::from_shape_simple_fn(IxDyn(&shape), || u8::from(rng.unit() < density));
             let dt = distance_transform(mask.view(), &spacing).unwrap();
             let want = brute_force(&mask, &spacing);
+            // The distances alone are the same bits.
+            assert_eq!(distance_map(mask.view(), &spacing).unwrap(), dt.distances, "{shape:?}");
             let flat: Vec<u8> = mask.iter().copied().collect();
             let coords = |mut i: usize| -> Vec<f64> {
                 let mut c = vec![0.0; shape.len()];

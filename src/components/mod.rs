@@ -44,6 +44,6 @@ mod union_find;
 
 pub use batch::{BatchLabeling, instances_from_classes, label_batch, label_batch_into};
 pub use connectivity::Connectivity;
-pub use distance::{DistanceTransform, distance_transform, voronoi, voronoi_batch};
+pub use distance::{DistanceTransform, distance_map, distance_transform, voronoi, voronoi_batch};
 pub use element::MaskElement;
 pub use label::{Labeling, label, label_into};
