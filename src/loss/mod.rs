@@ -1,7 +1,13 @@
 //! Blob loss on burn tensors: exact, differentiable, one pass for any number of instances.
 //!
 //! - [`BlobLossConfig`] -> [`BlobLoss`]: `alpha * L_global + beta * L_blob` (Kofler et al.,
-//!   IPMI 2023), with soft Dice, BCE and Tversky as base losses ([`BaseLossConfig`]).
+//!   IPMI 2023), with soft Dice, BCE and Tversky as base losses ([`BaseLossConfig`]); each
+//!   instance's domain chosen by [`Partition`] (blob loss, its reference code, or the CC loss's
+//!   Voronoi cells), an optional false-positive term on the prediction's components, inverse-size
+//!   weighting, and MONAI's options (`include_background`, class weights, batch Dice, ignored
+//!   voxels, the unreduced `[B, C]` terms).
+//! - [`LossTargets`]: the instance map, the Voronoi cells, the false-positive components;
+//!   [`false_positive_components`] finds the latter.
 //! - [`instances_to_tensor`]: instance maps from [`components`](crate::components) to burn.
 //! - [`sums`]: the engine, one differentiable op that sums voxel statistics per instance, with a
 //!   host pass on the CPU and a cube kernel on wgpu and cuda.
