@@ -2,10 +2,11 @@
 //! instances (cubes of 27 voxels) per element, K = 1, 10, 100, 1000; the blob loss and, as the
 //! baseline, the same loss with `blob_weight = 0` (the global soft Dice alone, same engine).
 //!
-//! The loss family (`family`): at K = 100, on a prediction that finds every cube shifted by one
-//! voxel and adds K false-positive cubes, the blob loss, the CC loss (Voronoi cells, Dice and
-//! Dice + BCE) and the CC loss with the false-positive term; the cells and the components are
-//! given, and their own cost is timed apart (`voronoi_cells`, `false_positive_components`).
+//! The loss family (`family_losses`): at K = 100, on a prediction that finds every cube shifted
+//! by one voxel and adds K false-positive cubes, the blob loss and the CC loss (Voronoi cells),
+//! each with Dice and with Dice + BCE, and the CC losses with the false-positive term; the cells
+//! and the components are given, and their own cost is timed apart (`voronoi_cells`,
+//! `false_positive_components_of_a_prediction`).
 //!
 //! ```text
 //! cargo bench --bench loss
@@ -21,6 +22,9 @@ use blob_loss::loss::{
 };
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use divan::Bencher;
+
+#[path = "../examples/common/cubes.rs"]
+mod cubes;
 use ndarray::Array5;
 
 fn main() {
@@ -34,19 +38,7 @@ const BATCH: usize = 2;
 fn inputs(k: usize) -> (Vec<f32>, Vec<i32>) {
     let n = SIZE * SIZE * SIZE;
     let logits = (0..BATCH * n).map(|i| ((i * 2_654_435_761) % 1000) as f32 / 125.0 - 4.0).collect();
-    let mut ids = vec![0i32; BATCH * n];
-    let per_axis = (k as f64).cbrt().ceil() as usize;
-    let step = SIZE / per_axis;
-    for row in 0..BATCH {
-        for i in 0..k {
-            let corner = [i / (per_axis * per_axis), i / per_axis % per_axis, i % per_axis].map(|c| c * step);
-            for d in 0..27 {
-                let [z, y, x] = [corner[0] + d / 9, corner[1] + d / 3 % 3, corner[2] + d % 3];
-                ids[row * n + (z * SIZE + y) * SIZE + x] = i as i32 + 1;
-            }
-        }
-    }
-    (logits, ids)
+    (logits, cubes::cubes(BATCH, SIZE, k))
 }
 
 fn forward_backward(bencher: Bencher, loss: &BlobLoss, k: usize) {
@@ -91,12 +83,11 @@ struct Family {
 fn family(k: usize) -> Family {
     let (pattern, ids) = inputs(k);
     let n = SIZE * SIZE * SIZE;
-    let per_axis = (k as f64).cbrt().ceil() as usize;
-    let step = SIZE / per_axis;
+    let step = SIZE / (k as f64).cbrt().ceil() as usize;
     let mut logits: Vec<f32> = pattern.iter().map(|v| v * 0.5 - 3.0).collect();
     for row in 0..BATCH {
         for i in 0..k {
-            let corner = [i / (per_axis * per_axis), i / per_axis % per_axis, i % per_axis].map(|c| c * step);
+            let corner = cubes::corner(i, k, SIZE);
             for (shift, offset) in [(1, 0), (step / 2, 1)] {
                 for d in 0..27 {
                     let at = [corner[0] + d / 9, corner[1] + d / 3 % 3, corner[2] + d % 3].map(|c| (c + shift) % SIZE);
@@ -152,16 +143,20 @@ fn family_forward_backward(bencher: Bencher, config: BlobLossConfig) {
         });
 }
 
-/// The loss family at K = 100: blob loss, CC loss (Dice; Dice + BCE), CC loss with the
+/// The loss family at K = 100, each beside the blob loss with the same base loss: blob loss
+/// (Dice; Dice + BCE), CC loss (Voronoi cells; Dice; Dice + BCE), each CC loss with the
 /// false-positive term.
-#[divan::bench(args = ["blob", "cc_dice", "cc", "cc_false_positives"])]
+#[divan::bench(args = ["blob", "blob_bce", "cc_dice", "cc", "cc_dice_false_positives", "cc_false_positives"])]
 fn family_losses(bencher: Bencher, member: &str) {
+    let bce = BaseLossConfig::new().with_bce_weight(1.0);
     let cc = BlobLossConfig::new().with_partition(Partition::Voronoi);
     let config = match member {
         "blob" => BlobLossConfig::new(),
+        "blob_bce" => BlobLossConfig::new().with_blob_loss(bce),
         "cc_dice" => cc,
-        "cc" => cc.with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0)),
-        _ => cc.with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0)).with_false_positive_weight(0.5),
+        "cc" => cc.with_blob_loss(bce),
+        "cc_dice_false_positives" => cc.with_false_positive_weight(0.5),
+        _ => cc.with_blob_loss(bce).with_false_positive_weight(0.5),
     };
     family_forward_backward(bencher, config);
 }

@@ -27,26 +27,12 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use timing::{arg, list, min_time as time};
 
+#[path = "common/cubes.rs"]
+mod cubes;
+
 /// K cubes of side 3 spread over an S^3 grid, in every element and channel.
 fn instances([b, c, size]: [usize; 3], k: usize) -> Vec<i32> {
-    let n = size * size * size;
-    let mut ids = vec![0i32; b * c * n];
-    let per_axis = (k as f64).cbrt().ceil() as usize;
-    let step = size / per_axis;
-    assert!(step >= 4, "too many instances for the volume");
-    for row in 0..b * c {
-        for i in 0..k {
-            let (z, y, x) = (i / (per_axis * per_axis) * step, i / per_axis % per_axis * step, i % per_axis * step);
-            for dz in 0..3 {
-                for dy in 0..3 {
-                    for dx in 0..3 {
-                        ids[row * n + ((z + dz) * size + y + dy) * size + x + dx] = i as i32 + 1;
-                    }
-                }
-            }
-        }
-    }
-    ids
+    cubes::cubes(b * c, size, k)
 }
 
 /// The plain global soft Dice (per element and channel, averaged): the baseline.

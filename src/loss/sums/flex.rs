@@ -3,9 +3,9 @@
 //! The forward pass reads every voxel once (its probability computed on the fly, never stored)
 //! and adds its statistics into `f64` bins; blocks of 8 voxels of one bin (the background, the
 //! inside of an instance or of a Voronoi cell: the common case) are summed in lanes without a bin
-//! lookup per voxel. The backward pass reads every voxel once more: it writes every voxel's
-//! gradient as if it were background (one branch-free loop), then rewrites the other blocks, a
-//! block of one bin with that bin's gradients in one loop, the others voxel by voxel.
+//! lookup per voxel. The backward pass reads every voxel once more, a span of 256 voxels at a
+//! time: an all-background span in one branch-free loop, any other with its voxels' bin
+//! gradients gathered first and then one loop over the span.
 //! Inputs in `f32` use a vectorisable sigmoid ([`fast_math`](crate::loss::fast_math)); `f64`
 //! inputs are computed in `f64` (finite differences); `f16` and `bf16` go through `f32`.
 //!
@@ -29,8 +29,11 @@ use crate::loss::fast_math;
 const CHUNK: usize = 1 << 15;
 
 /// Voxels per block: a block of background voxels is summed in independent lanes, without a bin
-/// lookup per voxel, and its gradient computed with one bin's values.
+/// lookup per voxel.
 const BLOCK: usize = 8;
+
+/// Voxels per span of the gradient pass: long enough for the loops over a span to vectorise.
+const SPAN: usize = 256;
 
 impl InstanceSumsBackend for Flex {
     fn instance_sums(x: FlexTensor, ids: FlexTensor, spec: InstanceSumsSpec) -> FlexTensor {
@@ -460,39 +463,27 @@ fn gradient_task<const LOGITS: bool, R: Real, I: InstanceId>(
     bin_grads: &[BinGradient<R>],
 ) {
     let background = bin_grads[0];
-    // Every voxel as background first, in one loop the compiler vectorises...
-    for (out, &x) in out.iter_mut().zip(x) {
-        *out = x.voxel_gradient::<LOGITS>(false, &background);
-    }
-    // ...then the other blocks again: a block in one bin with that bin's values in one loop,
-    // the others voxel by voxel.
-    let voxel = |out: &mut R, x: R, bin: usize| *out = x.voxel_gradient::<LOGITS>(spec.target(bin), &bin_grads[bin]);
-    let (blocks, tail) = out.as_chunks_mut::<BLOCK>();
-    let (x_blocks, x_tail) = x.as_chunks::<BLOCK>();
-    let (id_blocks, id_tail) = ids.as_chunks::<BLOCK>();
-    for ((out, x), ids) in blocks.iter_mut().zip(x_blocks).zip(id_blocks) {
-        if all_background(ids) {
+    // Each span: all background in one loop; otherwise every voxel's bin values gathered first
+    // (scalar loads), then one loop over the span. Loops of `SPAN` voxels vectorise (loops over
+    // a block of 8 do not: too short for the vectoriser).
+    let zero = R::from_f64(0.0);
+    let (mut gp, mut gp2, mut gce) = ([zero; SPAN], [zero; SPAN], [zero; SPAN]);
+    let mut targets = [false; SPAN];
+    for ((out, x), ids) in out.chunks_mut(SPAN).zip(x.chunks(SPAN)).zip(ids.chunks(SPAN)) {
+        if ids.iter().fold(0, |any, id| any | id.bin()) == 0 {
+            for (out, &x) in out.iter_mut().zip(x) {
+                *out = x.voxel_gradient::<LOGITS>(false, &background);
+            }
             continue;
         }
-        match uniform(ids) {
-            Some(bin) => {
-                let (target, g) = (spec.target(bin), &bin_grads[bin]);
-                for (out, &x) in out.iter_mut().zip(x) {
-                    *out = x.voxel_gradient::<LOGITS>(target, g);
-                }
-            }
-            None => {
-                for ((out, &x), &id) in out.iter_mut().zip(x).zip(ids) {
-                    if id.bin() > 0 {
-                        voxel(out, x, id.bin());
-                    }
-                }
-            }
+        for (k, &id) in ids.iter().enumerate() {
+            let g = &bin_grads[id.bin()];
+            (targets[k], gp[k], gp2[k], gce[k]) = (spec.target(id.bin()), g.p, g.p2, g.ce);
         }
-    }
-    for ((out, &x), &id) in tail.iter_mut().zip(x_tail).zip(id_tail) {
-        if id.bin() > 0 {
-            voxel(out, x, id.bin());
+        let n = ids.len();
+        let lanes = out.iter_mut().zip(x).zip(&targets[..n]).zip(&gp[..n]).zip(&gp2[..n]).zip(&gce[..n]);
+        for (((((out, &x), &target), &p), &p2), &ce) in lanes {
+            *out = x.voxel_gradient::<LOGITS>(target, &BinGradient { p, p2, ce });
         }
     }
 }
