@@ -658,6 +658,32 @@ fn unreduced_parts_reduce_to_the_loss() {
     close(sum / f64::from(elements), scalar(parts.blob), 1e-6, "blob");
 }
 
+/// A batch without instances or predictions: every member of the family is finite, the instance
+/// and false-positive terms are 0, and the gradient is finite.
+#[test]
+fn empty_batches_give_finite_losses_for_the_whole_family() {
+    let device = device();
+    let shape = [2, 1, 5, 6];
+    let logits = vec![-3.0f32; 60];
+    let ids = vec![0i32; 60];
+    for config in [
+        BlobLossConfig::new().with_partition(Partition::Voronoi).with_false_positive_weight(1.0),
+        BlobLossConfig::new()
+            .with_partition(Partition::Voronoi)
+            .with_blob_size_weighting(true)
+            .with_global_size_weighting(true)
+            .with_blob_loss(BaseLossConfig::new().with_bce_weight(1.0)),
+        BlobLossConfig::new().with_ignore_negative_ids(true).with_batch_global(true).with_false_positive_weight(1.0),
+    ] {
+        let (x, _) = tensors(shape, &logits, &ids, &device);
+        let parts = config.init().forward_parts(x.clone(), targets_for(&config, shape, &ids, &device));
+        assert_eq!((scalar(parts.blob.clone()), scalar(parts.false_positive.clone())), (0.0, 0.0), "{config:?}");
+        assert!(scalar(parts.total.clone()).is_finite(), "{config:?}");
+        let grad = to_vec(x.grad(&parts.total.backward()).unwrap().reshape([-1]));
+        assert!(grad.iter().all(|g| g.is_finite()), "{config:?}");
+    }
+}
+
 /// The new maps and settings: missing cells, cells of another shape or naming no instance, bad
 /// thresholds, false-positive components of another shape.
 #[test]

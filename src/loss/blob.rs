@@ -476,8 +476,13 @@ impl BlobLoss {
         let mut total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
         let false_positive = match false_positives {
             Some(map) => {
-                let (rows, counts) =
-                    self.false_positive_rows(values, map.reshape([rows, voxels]), input, [dims[0], dims[1]])?;
+                let (rows, counts) = self.false_positive_rows(
+                    values,
+                    map.reshape([rows, voxels]),
+                    input,
+                    [dims[0], dims[1]],
+                    bins.p.dtype(),
+                )?;
                 let term = nested_mean(rows, counts, channel_weights).0;
                 total = total + term.clone() * config.false_positive_weight;
                 term
@@ -633,17 +638,23 @@ impl BlobLoss {
     }
 
     /// The prediction term of every `(element, channel)`: the mean of `sum(p sg(p)) / sg(sum p)`
-    /// over its false-positive components, `[B, C]`, and their counts. One more pass over the
-    /// voxels, summing `p` and `p^2` per component.
+    /// over its false-positive components, `[B, C]`, and their counts, in `dtype` (the sums'). One
+    /// more pass over the voxels, summing `p` and `p^2` per component.
     fn false_positive_rows(
         &self,
         values: Tensor<2>,
         components: Tensor<2, Int>,
         input: SumInput,
         dims: [usize; 2],
+        dtype: burn::tensor::DType,
     ) -> Result<(Tensor<2>, Tensor<2>), Error> {
         let [rows, _] = values.dims();
         let ids = bin_ids(components, self.config.max_bins, 2)?;
+        if ids.bins == 1 {
+            // No false positive anywhere (burn reads a 0 in a reshape target as "keep").
+            let zeros = Tensor::<2>::zeros(dims, (&values.device(), dtype));
+            return Ok((zeros.clone(), zeros));
+        }
         // Every bin has target 0 (no cross-entropy is summed).
         let spec = InstanceSumsSpec::new(input, ids.bins).with_squares(true).with_foreground_end(1);
         let sums = sums_unchecked(values, ids.ids, spec, self.config.engine);
