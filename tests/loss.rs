@@ -684,6 +684,68 @@ fn empty_batches_give_finite_losses_for_the_whole_family() {
     }
 }
 
+/// The categorical cross-entropy of softmax outputs: `-log p_y` per voxel (the class of a voxel
+/// is the channel whose map holds it, channel 0 where none does), averaged over the voxels that
+/// are not ignored, and its gradient `(softmax - onehot) / N`; by hand in f64.
+#[test]
+fn categorical_cross_entropy_by_hand() {
+    let device = device();
+    let shape = [2, 3, 5];
+    let mut rng = Rng(90);
+    let logits: Vec<f32> = (0..30).map(|_| (rng.unit() * 6.0 - 3.0) as f32).collect();
+    // Classes per voxel (element-major); -1 ignored in channel 1 of one voxel.
+    let classes = [[0, 1, 2, 2, 0], [1, 1, 0, 2, 1]];
+    let mut ids = vec![0i32; 30];
+    for b in 0..2 {
+        for v in 0..5 {
+            let c = classes[b][v];
+            if c > 0 {
+                ids[(b * 3 + c) * 5 + v] = 7;
+            }
+        }
+    }
+    ids[(3 + 1) * 5 + 4] = -1; // element 1, voxel 4: ignored
+    let config = |weight: f64| {
+        BlobLossConfig::new()
+            .with_activation(Activation::Softmax)
+            .with_global_weight(1.0)
+            .with_blob_weight(0.0)
+            .with_ignore_negative_ids(true)
+            .with_categorical_cross_entropy(weight)
+    };
+    let run = |weight: f64| {
+        let (x, y) = tensors(shape, &logits, &ids, &device);
+        let global = config(weight).init().forward_parts(x.clone(), y).global;
+        let value = scalar(global.clone());
+        (value, to_vec(x.grad(&global.backward()).unwrap().reshape([-1])))
+    };
+    let ((with, g_with), (without, g_without)) = (run(0.7), run(0.0));
+    let (mut ce, mut kept) = (0.0, 0.0);
+    let mut expected_grad = vec![0.0; 30];
+    for b in 0..2 {
+        for v in 0..5 {
+            if b == 1 && v == 4 {
+                continue;
+            }
+            let x: Vec<f64> = (0..3).map(|c| f64::from(logits[(b * 3 + c) * 5 + v])).collect();
+            let norm = x.iter().map(|x| x.exp()).sum::<f64>();
+            let y = classes[b][v];
+            ce -= x[y] - norm.ln();
+            kept += 1.0;
+            for c in 0..3 {
+                expected_grad[(b * 3 + c) * 5 + v] = x[c].exp() / norm - f64::from(u8::from(c == y));
+            }
+        }
+    }
+    close(with - without, 0.7 * ce / kept, 1e-5, "categorical cross-entropy");
+    for (i, ((a, b), e)) in g_with.iter().zip(&g_without).zip(&expected_grad).enumerate() {
+        let e = 0.7 * e / kept;
+        assert!((f64::from(a - b) - e).abs() <= 1e-5, "voxel {i}: {} vs {e}", a - b);
+    }
+    let err = BlobLossConfig::new().with_categorical_cross_entropy(1.0).try_init().unwrap_err();
+    assert!(err.to_string().contains("softmax"), "{err}");
+}
+
 /// The new maps and settings: missing cells, cells of another shape or naming no instance, bad
 /// thresholds, false-positive components of another shape.
 #[test]

@@ -7,45 +7,18 @@ use burn::tensor::{FloatDType, Int, Tensor};
 
 use super::activation::Activation;
 use super::base::{BaseLossConfig, RegionSums};
+use super::categorical::categorical_cross_entropy;
 use super::false_positives::false_positive_components;
 use super::ids::{BinIds, bin_ids, voronoi_bin_ids};
+use super::output::{BlobLossOutput, UnreducedParts};
+use super::partition::Partition;
+use super::reduce::{nested_mean, region_means, row_sums, weighted_mean};
 use super::sums::{Engine, InstanceSumsSpec, Statistic, SumInput, is_flex, sums_unchecked};
 use super::targets::LossTargets;
 use crate::Error;
 
 /// The default of [`BlobLossConfig::max_bins`]: `2^27` bins, 1 GiB of `f64` sums per statistic.
 pub const MAX_BINS: usize = 1 << 27;
-
-/// The domain each instance is scored on: which voxels enter instance `k`'s term.
-///
-/// # Example
-/// ```
-/// use blob_loss::loss::{BlobLossConfig, Partition};
-///
-/// let reference = BlobLossConfig::new().with_partition(Partition::Reference);
-/// assert!(reference.validate().is_ok());
-/// ```
-#[derive(Config, Debug, PartialEq, Eq, Copy)]
-pub enum Partition {
-    /// Blob loss, the paper's semantics: the other instances are removed from instance `k`'s
-    /// term; it is scored on the background plus instance `k`. A false positive anywhere counts
-    /// in every instance's term.
-    Exclude,
-    /// Bit for bit what the published blob loss code computes: the *logits* of the other
-    /// instances are set to 0, so they count as probability 0.5 (and `ln 2` of cross-entropy),
-    /// target 0. Only with [`Activation::Sigmoid`]; for reproducing numbers made with that code.
-    Reference,
-    /// The connected-component (CC) loss of "Learning to Look Closer" (Bouteille, Jaus et al.,
-    /// ISBI 2026, arXiv 2511.17146): instance `k` is scored on its Voronoi cell only, the voxels
-    /// nearer to it than to any other instance ([`LossTargets::cells`], from
-    /// [`voronoi_batch`](crate::components::voronoi_batch)); BCE is divided by the cell's size. A
-    /// false positive counts only in the cell it falls in. With Dice + BCE as the base loss this
-    /// is the paper's per-cell `1 - 2 I_k / (P_k + G_k)` plus the cell's mean cross-entropy
-    /// (with `smooth_nr`/`smooth_dr` of `1e-5` where the paper clamps the denominator at `1e-7`).
-    /// An element without instances has no cells and no term (the global term scores it; the
-    /// paper's code scores its whole image as one cell, whose Dice is then constant).
-    Voronoi,
-}
 
 /// Configuration of [`BlobLoss`].
 ///
@@ -132,6 +105,14 @@ pub struct BlobLossConfig {
     /// default): a negative id is an error ([`Error::NegativeInstanceId`]).
     #[config(default = false)]
     pub ignore_negative_ids: bool,
+    /// The weight of a categorical cross-entropy added to the global term (MONAI's `DiceCELoss`
+    /// with softmax outputs; only with [`Activation::Softmax`]): `-log p_y` averaged over the
+    /// voxels of the batch (ignored ones left out), where `y` is the voxel's class: the channel
+    /// whose instance map holds it, channel 0 where none does. The base losses' BCE is per
+    /// channel; this is the one softmax networks are trained with. 0 (the default) switches it
+    /// off.
+    #[config(default = 0.0)]
+    pub categorical_cross_entropy: f64,
     /// Batch Dice (MONAI's `batch`): the global term sums each channel over the whole batch
     /// before the ratio (and divides BCE by the batch's voxels), instead of averaging per
     /// element. The instance terms stay per element.
@@ -154,12 +135,14 @@ impl BlobLossConfig {
     /// # Errors
     /// [`Error::InvalidConfig`] for a negative or non-finite weight or smoothing term, a
     /// threshold outside `(0, 1)`, a `max_size_weight` below 1, base losses with every weight 0,
-    /// or [`Partition::Reference`] without a sigmoid or with `blob_size_weighting`.
+    /// [`Partition::Reference`] without a sigmoid or with `blob_size_weighting`, or a categorical
+    /// cross-entropy without a softmax.
     pub fn validate(&self) -> Result<(), Error> {
         let weights = [
             ("global_weight", self.global_weight),
             ("blob_weight", self.blob_weight),
             ("false_positive_weight", self.false_positive_weight),
+            ("categorical_cross_entropy", self.categorical_cross_entropy),
         ];
         for (name, value) in weights {
             if !value.is_finite() || value < 0.0 {
@@ -176,6 +159,13 @@ impl BlobLossConfig {
             && let Some(bad) = weights.iter().find(|w| !(w.is_finite() && **w >= 0.0))
         {
             return Err(Error::InvalidConfig(format!("class_weights must be finite and >= 0, got {bad}")));
+        }
+        if self.categorical_cross_entropy > 0.0 && self.activation != Activation::Softmax {
+            return Err(Error::InvalidConfig(
+                "categorical_cross_entropy needs softmax outputs (Activation::Softmax); the base losses' \
+                 bce_weight is the cross-entropy of sigmoid outputs"
+                    .into(),
+            ));
         }
         if self.blob_size_weighting && self.partition == Partition::Reference {
             return Err(Error::InvalidConfig(
@@ -219,77 +209,6 @@ impl BlobLossConfig {
         self.validate()?;
         Ok(BlobLoss { config: self.clone() })
     }
-}
-
-/// The blob loss, its two unweighted parts and the count behind the blob mean.
-///
-/// All three losses are differentiable: backpropagate `total`, or any weighted combination of
-/// `global` and `blob` (a schedule of the weights, a warm-up).
-///
-/// `global` is a mean over every `(element, channel)`, `blob` a mean over the batch elements that
-/// have instances, [`elements_with_instances`](Self::elements_with_instances) of them. To get
-/// the gradient of a whole batch from shards of it (data-parallel training, gradient
-/// accumulation), weight each shard's parts by its share of those counts and sum the shards'
-/// gradients: `global_weight * global * rows_k / rows + blob_weight * blob * n_k / n`, where
-/// `rows_k` and `n_k` are the shard's, `rows` and `n` the whole batch's (`tests/multi_device.rs`
-/// checks it).
-///
-/// # Example
-/// ```
-/// use blob_loss::loss::BlobLossConfig;
-/// use burn::tensor::{Device, Int, Tensor};
-///
-/// let device = Device::flex();
-/// let logits = Tensor::<4>::zeros([2, 1, 1, 4], &device);
-/// // Element 0 has two instances, element 1 none.
-/// let instances = Tensor::<4, Int>::from_ints([[[[1, 0, 2, 0]]], [[[0, 0, 0, 0]]]], &device);
-/// let parts = BlobLossConfig::new().init().forward_parts(logits, instances);
-/// assert_eq!(parts.elements_with_instances.into_scalar::<f32>(), 1.0);
-/// ```
-#[derive(Debug, Clone)]
-pub struct BlobLossOutput {
-    /// `global_weight * global + blob_weight * blob`, shape `[1]`.
-    pub total: Tensor<1>,
-    /// The global term, unweighted, shape `[1]`.
-    pub global: Tensor<1>,
-    /// The blob term, unweighted, shape `[1]` (0, with a zero gradient, when no element has an
-    /// instance).
-    pub blob: Tensor<1>,
-    /// The prediction term of the false-positive components, unweighted, shape `[1]` (0 when
-    /// [`BlobLossConfig::false_positive_weight`] is 0 or no element has a false positive).
-    pub false_positive: Tensor<1>,
-    /// How many batch elements have at least one instance (the denominator of the blob mean),
-    /// shape `[1]`, as a float without gradient.
-    pub elements_with_instances: Tensor<1>,
-    /// The terms before the means over elements and channels, for reductions of your own.
-    pub unreduced: UnreducedParts,
-}
-
-/// The terms of every `(element, channel)` before the means ([`BlobLossOutput::unreduced`]),
-/// unweighted (no class weights), differentiable.
-///
-/// # Example
-/// ```
-/// use blob_loss::loss::BlobLossConfig;
-/// use burn::tensor::{Device, Int, Tensor};
-///
-/// let device = Device::flex();
-/// let logits = Tensor::<4>::zeros([2, 1, 1, 4], &device);
-/// let instances = Tensor::<4, Int>::from_ints([[[[1, 0, 2, 0]]], [[[0, 0, 0, 0]]]], &device);
-/// let unreduced = BlobLossConfig::new().init().forward_parts(logits, instances).unreduced;
-/// assert_eq!(unreduced.blob.dims(), [2, 1]);
-/// assert_eq!(unreduced.instances.into_data().try_to_vec::<f32>().unwrap(), [2.0, 0.0]);
-/// ```
-#[derive(Debug, Clone)]
-pub struct UnreducedParts {
-    /// The global term of every `(element, channel)`, `[B, C]` (`[1, C]` with
-    /// [`BlobLossConfig::batch_global`]).
-    pub global: Tensor<2>,
-    /// The mean of the instance terms of every `(element, channel)`, `[B, C]`; 0 where a channel
-    /// has no instance.
-    pub blob: Tensor<2>,
-    /// The number of instances of every `(element, channel)`, `[B, C]`, without gradient.
-    pub instances: Tensor<2>,
 }
 
 /// Blob loss: instance-imbalance-aware segmentation loss, stateless.
@@ -424,6 +343,8 @@ impl BlobLoss {
             )?),
             (false, _) => None,
         };
+        let categorical = (config.categorical_cross_entropy > 0.0)
+            .then(|| categorical_cross_entropy(outputs.clone(), instances.clone(), on_flex));
         let (values, input) = match config.activation {
             Activation::Sigmoid => (outputs.reshape([rows, voxels]), SumInput::Logits),
             Activation::Softmax => {
@@ -469,7 +390,10 @@ impl BlobLoss {
         };
         let channel_weights = self.channel_weights(dims[1], &device)?.cast(FloatDType::from(bins.p.dtype()));
         let global_rows = self.global_rows(&bins, dims[0], dims[1]);
-        let global = weighted_mean(global_rows.clone(), channel_weights.clone());
+        let mut global = weighted_mean(global_rows.clone(), channel_weights.clone());
+        if let Some(categorical) = categorical {
+            global = global + categorical.cast(FloatDType::from(bins.p.dtype())) * config.categorical_cross_entropy;
+        }
         let (blob_rows, instance_counts) = self.blob_rows(&bins, dims[0], dims[1]);
         let (blob, elements_with_instances) =
             nested_mean(blob_rows.clone(), instance_counts.clone(), channel_weights.clone());
@@ -549,9 +473,9 @@ impl BlobLoss {
         // bins) as one component.
         let weights = self.config.global_size_weighting.then(|| {
             let instances = b.count.clone().slice([0..rows, 1..end]);
-            let components = instances.clone().clamp_max(1.0).sum_dim(1) + 1.0; // [rows, 1]
+            let components = row_sums(instances.clone().clamp_max(1.0)) + 1.0; // [rows, 1]
             let voxels = b.count.clone().sum_dim(1);
-            let background = voxels.clone() - instances.clone().sum_dim(1);
+            let background = voxels.clone() - row_sums(instances.clone());
             let weight = |size: Tensor<2>| {
                 (voxels.clone() / (components.clone() * size.clamp_min(1.0))).clamp_max(self.config.max_size_weight)
             };
@@ -573,7 +497,7 @@ impl BlobLoss {
             let t = t.reshape([batch, channels]);
             if batch_sum { t.sum_dim(0) } else { t }
         };
-        let foreground = |t: &Tensor<2>| region(t.clone().slice([0..rows, 1..end]).sum_dim(1));
+        let foreground = |t: &Tensor<2>| region(row_sums(t.clone().slice([0..rows, 1..end])));
         let sums = RegionSums {
             p: region(sum_p.clone().sum_dim(1)),
             p2: b.p2.as_ref().map(|t| region(weighted(t).sum_dim(1))),
@@ -628,7 +552,7 @@ impl BlobLoss {
         };
         if self.config.partition == Partition::Reference {
             // The other instances' voxels, at logit 0: p = 0.5, p^2 = 0.25, cross-entropy ln 2.
-            let others = size.clone().neg() + size.clone().sum_dim(1);
+            let others = size.clone().neg() + row_sums(size.clone());
             sums.p = sums.p + others.clone() * 0.5;
             sums.p2 = sums.p2.map(|p2| p2 + others.clone() * 0.25);
             sums.bce = sums.bce.map(|bce| bce + others * std::f64::consts::LN_2);
@@ -669,39 +593,6 @@ impl BlobLoss {
         let per_component = half.clone() + (p2.detach() / denominator - half.detach());
         Ok(region_means(per_component, size, dims[0], dims[1]))
     }
-}
-
-/// The mean of per-region losses `[rows, regions]` over the present regions of each row (size >
-/// 0; absent bins are selected out, not multiplied by 0), `[B, C]` (0 without regions), and the
-/// number of regions, `[B, C]`.
-fn region_means(per_region: Tensor<2>, size: Tensor<2>, batch: usize, channels: usize) -> (Tensor<2>, Tensor<2>) {
-    let absent = size.clone().lower_elem(0.5); // sizes are whole numbers
-    let present = size.clamp_max(1.0); // 1 where present, 0 elsewhere
-    let n_regions = present.sum_dim(1); // [rows, 1]
-    let loss = per_region.mask_fill(absent, 0.0).sum_dim(1) / n_regions.clone().clamp_min(1.0);
-    (loss.reshape([batch, channels]), n_regions.reshape([batch, channels]))
-}
-
-/// The mean over elements and channels of `[B, C]` (or `[1, C]`) losses, each channel weighted
-/// (`[1, C]`) and divided by the number of channels that count (weight above 0).
-fn weighted_mean(losses: Tensor<2>, weights: Tensor<2>) -> Tensor<1> {
-    let [rows, _] = losses.dims();
-    let counted = weights.clone().greater_elem(0.0).float().cast(FloatDType::from(weights.dtype())).sum();
-    ((losses * weights).sum() / (counted.clamp_min(1.0) * rows as f64)).reshape([1])
-}
-
-/// The nested mean of `[B, C]` per-channel losses with `counts` regions each: over the channels
-/// that have regions (and count: weight above 0; each loss times its channel's weight), then over
-/// the elements that have any; and the number of such elements, shape `[1]`.
-fn nested_mean(losses: Tensor<2>, counts: Tensor<2>, weights: Tensor<2>) -> (Tensor<1>, Tensor<1>) {
-    let counted = weights.clone().greater_elem(0.0).float().cast(FloatDType::from(weights.dtype()));
-    let channel_has = counts.clamp_max(1.0) * counted; // [B, C]
-    let n_channels = channel_has.clone().sum_dim(1); // [B, 1]
-    let element_loss = (losses * channel_has * weights).sum_dim(1) / n_channels.clone().clamp_min(1.0);
-    let element_has = n_channels.clamp_max(1.0);
-    let n_elements = element_has.clone().sum();
-    let mean = (element_loss * element_has).sum() / n_elements.clone().clamp_min(1.0);
-    (mean.reshape([1]), n_elements.reshape([1]))
 }
 
 /// The per-bin sums, `[rows, bins]` each; bin 0 of a row is its background, bins

@@ -34,18 +34,24 @@
 mod activation;
 mod base;
 mod blob;
+mod categorical;
 mod convert;
 mod false_positives;
 #[cfg(feature = "flex")]
 mod fast_math;
 mod ids;
+mod output;
+mod partition;
+mod reduce;
 pub mod sums;
 mod targets;
 
 pub use activation::Activation;
 pub use base::BaseLossConfig;
-pub use blob::{BlobLoss, BlobLossConfig, BlobLossOutput, MAX_BINS, Partition, UnreducedParts};
+pub use blob::{BlobLoss, BlobLossConfig, MAX_BINS};
 pub use convert::instances_to_tensor;
 pub use false_positives::false_positive_components;
+pub use output::{BlobLossOutput, UnreducedParts};
+pub use partition::Partition;
 pub use sums::Engine;
 pub use targets::LossTargets;
