@@ -12,9 +12,9 @@ use super::false_positives::false_positive_components;
 use super::ids::{BinIds, bin_ids, voronoi_bin_ids};
 use super::output::{BlobLossOutput, UnreducedParts};
 use super::partition::Partition;
-use super::reduce::{nested_mean, region_means, row_sums, weighted_mean};
+use super::reduce::{nested_mean, region_means, weighted_mean};
 use super::sums::{Engine, InstanceSumsSpec, Statistic, SumInput, is_flex, sums_unchecked};
-use super::targets::LossTargets;
+use super::targets::{LossTargets, check_shapes};
 use crate::Error;
 
 /// The default of [`BlobLossConfig::max_bins`]: `2^27` bins, 1 GiB of `f64` sums per statistic.
@@ -299,26 +299,12 @@ impl BlobLoss {
         let config = &self.config;
         let LossTargets { instances, cells, false_positives } = targets.into();
         let dims = outputs.dims();
-        if !(3..=5).contains(&D) {
-            return Err(Error::UnsupportedRank {
-                what: "outputs",
-                ndim: D,
-                expected: "3, 4 or 5 ([B, C, spatial..] with 1 to 3 spatial axes)",
-            });
-        }
-        let maps = [("instances vs outputs", Some(&instances)), ("cells vs outputs", cells.as_ref())];
-        let maps = maps.into_iter().chain([("false positives vs outputs", false_positives.as_ref())]);
-        for (what, map) in maps {
-            if let Some(map) = map.filter(|map| map.dims() != dims) {
-                return Err(Error::ShapeMismatch { what, expected: dims.to_vec(), found: map.dims().to_vec() });
-            }
-        }
-        if dims.contains(&0) {
-            // burn reads a 0 in a reshape target as "keep this axis": refuse empty tensors here.
-            return Err(Error::InvalidArgument(format!(
-                "outputs of shape {dims:?} have no voxels: the loss needs at least one element, channel and voxel"
-            )));
-        }
+        let maps = [
+            ("instances vs outputs", Some(&instances)),
+            ("cells vs outputs", cells.as_ref()),
+            ("false positives vs outputs", false_positives.as_ref()),
+        ];
+        check_shapes(dims, &maps)?;
         let voronoi = config.partition == Partition::Voronoi;
         if voronoi && cells.is_none() {
             return Err(Error::InvalidArgument(
@@ -471,16 +457,25 @@ impl BlobLoss {
         let end = b.foreground_end;
         // Inverse-size weights per bin: every instance, and the background (bin 0 and any cell
         // bins) as one component.
+        // No operation touches a zero-sized tensor (a batch without instances has no instance
+        // bins): on wgpu under fusion such operations corrupted other tensors.
+        let has_instances = end > 1;
         let weights = self.config.global_size_weighting.then(|| {
-            let instances = b.count.clone().slice([0..rows, 1..end]);
-            let components = row_sums(instances.clone().clamp_max(1.0)) + 1.0; // [rows, 1]
+            let instances = has_instances.then(|| b.count.clone().slice([0..rows, 1..end]));
             let voxels = b.count.clone().sum_dim(1);
-            let background = voxels.clone() - row_sums(instances.clone());
+            let (components, background) = match &instances {
+                Some(instances) => (
+                    instances.clone().clamp_max(1.0).sum_dim(1) + 1.0, // [rows, 1]
+                    voxels.clone() - instances.clone().sum_dim(1),
+                ),
+                None => (voxels.ones_like(), voxels.clone()),
+            };
             let weight = |size: Tensor<2>| {
                 (voxels.clone() / (components.clone() * size.clamp_min(1.0))).clamp_max(self.config.max_size_weight)
             };
             let background = weight(background);
-            let mut columns = vec![background.clone(), weight(instances)];
+            let mut columns = vec![background.clone()];
+            columns.extend(instances.map(weight));
             if end < bins {
                 columns.push(background.expand([rows, bins - end]));
             }
@@ -497,7 +492,14 @@ impl BlobLoss {
             let t = t.reshape([batch, channels]);
             if batch_sum { t.sum_dim(0) } else { t }
         };
-        let foreground = |t: &Tensor<2>| region(row_sums(t.clone().slice([0..rows, 1..end])));
+        let foreground = |t: &Tensor<2>| {
+            let sums = if has_instances {
+                t.clone().slice([0..rows, 1..end]).sum_dim(1)
+            } else {
+                t.zeros_like().slice([0..rows, 0..1])
+            };
+            region(sums)
+        };
         let sums = RegionSums {
             p: region(sum_p.clone().sum_dim(1)),
             p2: b.p2.as_ref().map(|t| region(weighted(t).sum_dim(1))),
@@ -515,6 +517,11 @@ impl BlobLoss {
         let (sum_p, sum_p2, sum_bce, count) = (&b.p, &b.p2, &b.bce, &b.count);
         let [rows, bins] = sum_p.dims();
         let end = b.foreground_end;
+        if end == 1 {
+            // No instance anywhere: no zero-sized tensors (see `global_rows`).
+            let zeros = Tensor::<2>::zeros([batch, channels], (&sum_p.device(), sum_p.dtype()));
+            return (zeros.clone(), zeros);
+        }
         let instance = |t: &Tensor<2>| t.clone().slice([0..rows, 1..end]);
         // The rest of instance k's domain: the background of its cell (bins `end..`, in the
         // instances' order), or the whole background (broadcast).
@@ -552,7 +559,7 @@ impl BlobLoss {
         };
         if self.config.partition == Partition::Reference {
             // The other instances' voxels, at logit 0: p = 0.5, p^2 = 0.25, cross-entropy ln 2.
-            let others = size.clone().neg() + row_sums(size.clone());
+            let others = size.clone().neg() + size.clone().sum_dim(1);
             sums.p = sums.p + others.clone() * 0.5;
             sums.p2 = sums.p2.map(|p2| p2 + others.clone() * 0.25);
             sums.bce = sums.bce.map(|bce| bce + others * std::f64::consts::LN_2);

@@ -7,6 +7,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 use ndarray::{ArrayD, IxDyn};
 
 use super::activation::Activation;
+use super::targets::check_shapes;
 use crate::Error;
 use crate::components::{Connectivity, label_batch};
 
@@ -49,25 +50,9 @@ pub fn false_positive_components<const D: usize>(
     threshold: f64,
 ) -> Result<Tensor<D, Int>, Error> {
     let dims = outputs.dims();
-    if !(3..=5).contains(&D) {
-        return Err(Error::UnsupportedRank {
-            what: "outputs",
-            ndim: D,
-            expected: "3, 4 or 5 ([B, C, spatial..] with 1 to 3 spatial axes)",
-        });
-    }
-    if instances.dims() != dims {
-        return Err(Error::ShapeMismatch {
-            what: "instances vs outputs",
-            expected: dims.to_vec(),
-            found: instances.dims().to_vec(),
-        });
-    }
+    check_shapes(dims, &[("instances vs outputs", Some(&instances))])?;
     if !(threshold > 0.0 && threshold < 1.0) {
         return Err(Error::InvalidArgument(format!("the prediction threshold must be in (0, 1), got {threshold}")));
-    }
-    if dims.contains(&0) {
-        return Err(Error::InvalidArgument(format!("outputs of shape {dims:?} have no voxels")));
     }
     let device = outputs.device();
     let outputs = outputs.detach();

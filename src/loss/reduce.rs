@@ -2,17 +2,9 @@
 
 use burn::tensor::{FloatDType, Tensor};
 
-/// The sums along axis 1 of `[rows, n]`, `[rows, 1]`; zeros when `n` is 0 (a batch without
-/// instances has no instance bins, and a reduction over an empty axis is not defined on every
-/// backend: on wgpu it read uninitialised memory).
-pub(crate) fn row_sums(t: Tensor<2>) -> Tensor<2> {
-    let [rows, n] = t.dims();
-    if n == 0 { Tensor::zeros([rows, 1], (&t.device(), t.dtype())) } else { t.sum_dim(1) }
-}
-
 /// The mean of per-region losses `[rows, regions]` over the present regions of each row (size >
 /// 0; absent bins are selected out, not multiplied by 0), `[B, C]` (0 without regions), and the
-/// number of regions, `[B, C]`.
+/// number of regions, `[B, C]`. `regions` must not be 0 (callers skip zero-sized tensors).
 pub(crate) fn region_means(
     per_region: Tensor<2>,
     size: Tensor<2>,
@@ -21,8 +13,8 @@ pub(crate) fn region_means(
 ) -> (Tensor<2>, Tensor<2>) {
     let absent = size.clone().lower_elem(0.5); // sizes are whole numbers
     let present = size.clamp_max(1.0); // 1 where present, 0 elsewhere
-    let n_regions = row_sums(present); // [rows, 1]
-    let loss = row_sums(per_region.mask_fill(absent, 0.0)) / n_regions.clone().clamp_min(1.0);
+    let n_regions = present.sum_dim(1); // [rows, 1]
+    let loss = per_region.mask_fill(absent, 0.0).sum_dim(1) / n_regions.clone().clamp_min(1.0);
     (loss.reshape([batch, channels]), n_regions.reshape([batch, channels]))
 }
 

@@ -2,6 +2,8 @@
 
 use burn::tensor::{Int, Tensor};
 
+use crate::Error;
+
 /// The targets of [`BlobLoss`](super::BlobLoss): the ground-truth instance map, plus the Voronoi
 /// cells of [`Partition::Voronoi`](super::Partition) and, optionally, the false-positive
 /// components of the prediction branch.
@@ -66,4 +68,30 @@ impl<const D: usize> From<Tensor<D, Int>> for LossTargets<D> {
     fn from(instances: Tensor<D, Int>) -> Self {
         Self::new(instances)
     }
+}
+
+/// Checks outputs of shape `dims` and the maps given beside them: rank 3 to 5, every map of the
+/// outputs' shape, no zero-sized axis (burn reads a 0 in a reshape target as "keep this axis").
+pub(crate) fn check_shapes<const D: usize>(
+    dims: [usize; D],
+    maps: &[(&'static str, Option<&Tensor<D, Int>>)],
+) -> Result<(), Error> {
+    if !(3..=5).contains(&D) {
+        return Err(Error::UnsupportedRank {
+            what: "outputs",
+            ndim: D,
+            expected: "3, 4 or 5 ([B, C, spatial..] with 1 to 3 spatial axes)",
+        });
+    }
+    for &(what, map) in maps {
+        if let Some(map) = map.filter(|map| map.dims() != dims) {
+            return Err(Error::ShapeMismatch { what, expected: dims.to_vec(), found: map.dims().to_vec() });
+        }
+    }
+    if dims.contains(&0) {
+        return Err(Error::InvalidArgument(format!(
+            "outputs of shape {dims:?} have no voxels: the loss needs at least one element, channel and voxel"
+        )));
+    }
+    Ok(())
 }
