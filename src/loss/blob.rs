@@ -586,8 +586,10 @@ impl BlobLoss {
             let zeros = Tensor::<2>::zeros(dims, (&values.device(), dtype));
             return Ok((zeros.clone(), zeros));
         }
-        // Every bin has target 0 (no cross-entropy is summed).
-        let spec = InstanceSumsSpec::new(input, ids.bins).with_squares(true).with_foreground_end(1);
+        // Every bin has target 0 (no cross-entropy is summed); bin 0, the voxels of no component
+        // (most of the volume), is skipped.
+        let spec =
+            InstanceSumsSpec::new(input, ids.bins).with_squares(true).with_foreground_end(1).with_skip_background(true);
         let sums = sums_unchecked(values, ids.ids, spec, self.config.engine);
         let stat = |s: Statistic| {
             let i = spec.index(s).expect("summed");

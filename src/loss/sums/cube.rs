@@ -114,9 +114,12 @@ impl InstanceSumsBackend for CubeBackend {
         let sums = CubeBackend::float_sum_dim(reshape(chunk_bins, Shape::new([rows, chunks, per_row_chunk])), 1);
         let sums = reshape(sums, Shape::new([rows, stats, bins]));
         let background = CubeBackend::float_sum_dim(reshape(background, Shape::new([rows, tiles, stats])), 1);
-        let background = reshape(background, Shape::new([rows, stats, 1]));
-        let column = [Slice::from(0..rows), Slice::from(0..stats), Slice::from(0..1)];
-        CubeBackend::float_slice_assign(sums, &column, background)
+        let background = if spec.skip_background {
+            zeros_client(client, device, Shape::new([rows, stats, 1]), DType::F32)
+        } else {
+            reshape(background, Shape::new([rows, stats, 1]))
+        };
+        CubeBackend::float_slice_assign(sums, &bin_zero(rows, stats), background)
     }
 
     fn instance_sums_backward(grad: CubeTensor, x: CubeTensor, ids: CubeTensor, spec: InstanceSumsSpec) -> CubeTensor {
@@ -124,7 +127,16 @@ impl InstanceSumsBackend for CubeBackend {
         let client = x.client.clone();
         let device = x.device.clone();
         let dtype = x.dtype;
-        let grad = flat(if grad.dtype == DType::F32 { grad } else { CubeBackend::float_cast(grad, FloatDType::F32) });
+        let grad = if grad.dtype == DType::F32 { grad } else { CubeBackend::float_cast(grad, FloatDType::F32) };
+        // Bin 0 left out: zero upstream gradients give its voxels a zero gradient.
+        let grad = if spec.skip_background {
+            let stats = spec.statistics();
+            let zeros = zeros_client(client.clone(), device.clone(), Shape::new([rows, stats, 1]), DType::F32);
+            CubeBackend::float_slice_assign(grad, &bin_zero(rows, stats), zeros)
+        } else {
+            grad
+        };
+        let grad = flat(grad);
         let x = flat(x);
         let ids = flat(i32_ids(ids));
         let total = rows * voxels;
@@ -154,6 +166,11 @@ impl InstanceSumsBackend for CubeBackend {
         }
         reshape(dx, Shape::new([rows, voxels]))
     }
+}
+
+/// Bin 0 of every row and statistic of `[rows, statistics, bins]` sums.
+fn bin_zero(rows: usize, stats: usize) -> [Slice; 3] {
+    [Slice::from(0..rows), Slice::from(0..stats), Slice::from(0..1)]
 }
 
 /// A contiguous one-dimensional view of a tensor, for linear indexing in the kernels.

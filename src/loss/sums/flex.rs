@@ -287,6 +287,9 @@ fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, 
     let mut acc = vec![0f64; bins * spec.statistics()];
     let add = |acc: &mut [f64], x: R, p: R, id: I| {
         let (b, p) = (id.bin(), p.to_f64());
+        if spec.skip_background && b == 0 {
+            return;
+        }
         acc[b] += p;
         acc[offsets.count + b] += 1.0;
         if let Some(at) = offsets.square {
@@ -303,6 +306,9 @@ fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, 
     let mut background_count = 0usize;
     let mut lanes = Lanes::default();
     for (x, ids) in blocks.iter().zip(id_blocks) {
+        if spec.skip_background && all_background(ids) {
+            continue;
+        }
         // Plain loops over the lanes, without bins, that the compiler vectorises.
         let mut p = [R::from_f64(0.0); BLOCK];
         for (p, &x) in p.iter_mut().zip(x) {
@@ -420,11 +426,12 @@ fn gradient_of<const LOGITS: bool, R: Real, I: InstanceId>(
     let mut out = vec![R::from_f64(0.0); x.len()];
     out.par_chunks_mut(voxels).zip(x.par_chunks(voxels).zip(ids.par_chunks(voxels))).enumerate().for_each(
         |(row, (out, (x, ids)))| {
+            // Bin 0 left out: zero upstream gradients give its voxels a zero gradient.
+            let left_out = |b: usize| spec.skip_background && b == 0;
             let bin_grads: Vec<BinGradient<R>> = (0..bins)
-                .map(|b| BinGradient {
-                    p: R::from_f64(stat(Some(0), row, b)),
-                    p2: R::from_f64(stat(square, row, b)),
-                    ce: R::from_f64(stat(ce, row, b)),
+                .map(|b| {
+                    let value = |s: Option<usize>| R::from_f64(if left_out(b) { 0.0 } else { stat(s, row, b) });
+                    BinGradient { p: value(Some(0)), p2: value(square), ce: value(ce) }
                 })
                 .collect();
             out.par_chunks_mut(len).zip(x.par_chunks(len).zip(ids.par_chunks(len))).for_each(|(out, (x, ids))| {
@@ -471,8 +478,12 @@ fn gradient_task<const LOGITS: bool, R: Real, I: InstanceId>(
     let mut targets = [false; SPAN];
     for ((out, x), ids) in out.chunks_mut(SPAN).zip(x.chunks(SPAN)).zip(ids.chunks(SPAN)) {
         if ids.iter().fold(0, |any, id| any | id.bin()) == 0 {
-            for (out, &x) in out.iter_mut().zip(x) {
-                *out = x.voxel_gradient::<LOGITS>(false, &background);
+            if spec.skip_background {
+                out.fill(zero);
+            } else {
+                for (out, &x) in out.iter_mut().zip(x) {
+                    *out = x.voxel_gradient::<LOGITS>(false, &background);
+                }
             }
             continue;
         }
@@ -543,8 +554,17 @@ mod tests {
                 let bins = *ids.iter().max().unwrap() as usize + 1;
                 let ids32: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
                 let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                for (squares, ce, split) in [(false, false, false), (true, true, false), (false, true, true)] {
-                    let spec = InstanceSumsSpec::new(input, bins).with_squares(squares).with_cross_entropy(ce);
+                let variants = [
+                    (false, false, false, false),
+                    (true, true, false, false),
+                    (false, true, true, false),
+                    (true, true, true, true),
+                ];
+                for (squares, ce, split, skip) in variants {
+                    let spec = InstanceSumsSpec::new(input, bins)
+                        .with_squares(squares)
+                        .with_cross_entropy(ce)
+                        .with_skip_background(skip);
                     // The upper half of the bins as target-0 regions (Voronoi cells).
                     let spec = if split { spec.with_foreground_end(bins / 2 + 1) } else { spec };
                     let stats = spec.statistics();
@@ -552,6 +572,9 @@ mod tests {
                     let definition = |x: &[f64]| {
                         let mut expected = vec![0f64; rows * stats * bins];
                         for (i, (&x, &id)) in x.iter().zip(&ids).enumerate() {
+                            if skip && id == 0 {
+                                continue; // bin 0 left out
+                            }
                             let p = probability(x, input);
                             let at = |s: usize| (i / voxels * stats + s) * bins + id as usize;
                             expected[at(0)] += p;
@@ -595,6 +618,10 @@ mod tests {
                             };
                             (gp + 2.0 * gp2 * p) * dp_dx + gce * dce_dx
                         };
+                        if skip && id == 0 {
+                            assert_eq!((g64[i], g32[i]), (0.0, 0.0), "bin 0 left out, voxel {i}");
+                            continue;
+                        }
                         let e64 = expected(probability(x, input));
                         assert!(
                             (g64[i] - e64).abs() <= 1e-9 * e64.abs().max(1.0),

@@ -82,5 +82,13 @@ pub(crate) fn scatter_sums(values: Tensor<2>, ids: Tensor<2, Int>, spec: Instanc
         };
         stats.push(scatter(ce));
     }
-    Tensor::stack(stats, 1)
+    let sums: Tensor<3> = Tensor::stack(stats, 1);
+    if spec.skip_background {
+        // Bin 0 left out: 0, and no gradient through it.
+        let statistics = spec.statistics();
+        let zeros = Tensor::<3>::zeros([rows, statistics, 1], (&device, sums.dtype()));
+        sums.slice_assign([0..rows, 0..statistics, 0..1], zeros)
+    } else {
+        sums
+    }
 }

@@ -77,12 +77,21 @@ pub struct InstanceSumsSpec {
     /// the bins from `end` on target 0. `None` (the default): every bin but 0 has target 1.
     /// Lets one id map split the background into regions of its own (Voronoi cells).
     pub foreground_end: Option<usize>,
+    /// Leave bin 0 out: its sums are 0 and its voxels' gradient is 0, and the flex passes skip
+    /// its voxels (most of a volume) without computing their probabilities. For terms that
+    /// need only the other bins (the false-positive components).
+    pub skip_background: bool,
 }
 
 impl InstanceSumsSpec {
     /// Probability and count sums only, for `bins` bins.
     pub fn new(input: SumInput, bins: usize) -> Self {
-        Self { input, squares: false, cross_entropy: false, bins, foreground_end: None }
+        Self { input, squares: false, cross_entropy: false, bins, foreground_end: None, skip_background: false }
+    }
+
+    /// With or without bin 0 (see [`skip_background`](Self::skip_background)).
+    pub fn with_skip_background(self, skip_background: bool) -> Self {
+        Self { skip_background, ..self }
     }
 
     /// With target-0 bins from `end` on (see [`foreground_end`](Self::foreground_end)).
