@@ -1,6 +1,7 @@
 //! How network outputs become probabilities.
 
 use burn::config::Config;
+use burn::tensor::{DType, FloatDType, Tensor};
 
 /// The activation that turns the network's outputs into probabilities before the loss.
 ///
@@ -19,4 +20,10 @@ pub enum Activation {
     Softmax,
     /// The inputs already are probabilities in `[0, 1]`.
     None,
+}
+
+/// The outputs in a dtype whose exponential the device can take, for a softmax: GPU shaders have
+/// no `f64` `exp`, so `f64` outputs off flex (the CPU backend) are cast to `f32`.
+pub(crate) fn exponentiable<const D: usize>(outputs: Tensor<D>, on_flex: bool) -> Tensor<D> {
+    if outputs.dtype() == DType::F64 && !on_flex { outputs.cast(FloatDType::F32) } else { outputs }
 }

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{FloatDType, Int, Tensor};
 
-use super::activation::Activation;
+use super::activation::{Activation, exponentiable};
 use super::base::{BaseLossConfig, RegionSums};
 use super::categorical::categorical_cross_entropy;
 use super::false_positives::false_positive_components;
@@ -334,10 +334,7 @@ impl BlobLoss {
         let (values, input) = match config.activation {
             Activation::Sigmoid => (outputs.reshape([rows, voxels]), SumInput::Logits),
             Activation::Softmax => {
-                // GPU shaders have no f64 exp: there the softmax of f64 outputs is taken in f32.
-                let outputs =
-                    if dtype == FloatDType::F64 && !on_flex { outputs.cast(FloatDType::F32) } else { outputs };
-                (softmax(outputs, 1).reshape([rows, voxels]), SumInput::Probabilities)
+                (softmax(exponentiable(outputs, on_flex), 1).reshape([rows, voxels]), SumInput::Probabilities)
             }
             Activation::None => (outputs.reshape([rows, voxels]), SumInput::Probabilities),
         };
@@ -462,7 +459,7 @@ impl BlobLoss {
         let has_instances = end > 1;
         let weights = self.config.global_size_weighting.then(|| {
             let instances = has_instances.then(|| b.count.clone().slice([0..rows, 1..end]));
-            let voxels = b.count.clone().sum_dim(1);
+            let voxels = b.voxels.clone();
             let (components, background) = match &instances {
                 Some(instances) => (
                     instances.clone().clamp_max(1.0).sum_dim(1) + 1.0, // [rows, 1]

@@ -1,7 +1,9 @@
 //! The categorical cross-entropy of softmax outputs against the classes of instance maps.
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{DType, FloatDType, Int, Tensor};
+use burn::tensor::{FloatDType, Int, Tensor};
+
+use super::activation::exponentiable;
 
 /// The categorical cross-entropy of softmax outputs against the classes of the instance maps (see
 /// [`BlobLossConfig::categorical_cross_entropy`](super::BlobLossConfig::categorical_cross_entropy)),
@@ -14,8 +16,7 @@ pub(crate) fn categorical_cross_entropy<const D: usize>(
     let dims = outputs.dims();
     let [batch, channels] = [dims[0], dims[1]];
     let voxels: usize = dims[2..].iter().product();
-    // GPU shaders have no f64 exp: there the softmax of f64 outputs is taken in f32.
-    let outputs = if outputs.dtype() == DType::F64 && !on_flex { outputs.cast(FloatDType::F32) } else { outputs };
+    let outputs = exponentiable(outputs, on_flex);
     let dtype = FloatDType::from(outputs.dtype());
     let log_p = log_softmax(outputs.reshape([batch, channels, voxels]), 1);
     let ids = instances.reshape([batch, channels, voxels]);

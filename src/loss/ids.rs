@@ -35,27 +35,49 @@ pub(crate) fn bin_ids(ids: Tensor<2, Int>, max_bins: usize, statistics: usize) -
         return Ok(BinIds { ids, bins: max as usize + 1, foreground_end: None });
     }
     let device = ids.device();
-    let values: Vec<i64> = ids.into_data().convert::<i64>().try_to_vec().expect("converted to i64");
+    let values = read(ids);
+    let width = voxels.max(1);
+    let distinct: Vec<Vec<i64>> = values.chunks(width).map(distinct_ids).collect();
+    let bins = 1 + distinct.iter().map(Vec::len).max().unwrap_or(0);
+    check_bins(rows, bins, max_bins, statistics)?;
     let mut compact = Vec::with_capacity(values.len());
-    let mut bins = 1;
-    for row in values.chunks(voxels.max(1)) {
-        let mut distinct: Vec<i64> = row.iter().copied().filter(|&id| id > 0).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        bins = bins.max(distinct.len() + 1);
+    for (row, distinct) in values.chunks(width).zip(&distinct) {
         // At most `voxels` distinct ids per row: the new ids fit in i32 whenever the map fits in memory.
-        compact
-            .extend(row.iter().map(|&id| if id == 0 { 0 } else { distinct.partition_point(|&d| d < id) as i32 + 1 }));
-    }
-    if total(bins as u128) > max_bins as u128 {
-        return Err(Error::TooManyInstances {
-            bins: total(bins as u128),
-            bytes: total(bins as u128) * statistics as u128 * 8,
-            limit: max_bins as u128,
-        });
+        compact.extend(row.iter().map(|&id| if id == 0 { 0 } else { number(distinct, id) }));
     }
     let ids = Tensor::from_data(TensorData::new(compact, vec![rows, voxels]), &device);
     Ok(BinIds { ids, bins, foreground_end: None })
+}
+
+/// An id map read to the host.
+fn read(ids: Tensor<2, Int>) -> Vec<i64> {
+    ids.into_data().convert::<i64>().try_to_vec().expect("converted to i64")
+}
+
+/// The positive ids of a row, sorted, each once.
+fn distinct_ids(row: &[i64]) -> Vec<i64> {
+    let mut distinct: Vec<i64> = row.iter().copied().filter(|&id| id > 0).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct
+}
+
+/// The compact number (`1..`) of `id` among a row's `distinct` ids; 0 when it is not one of them.
+fn number(distinct: &[i64], id: i64) -> i32 {
+    distinct.binary_search(&id).map_or(0, |i| i as i32 + 1)
+}
+
+/// [`Error::TooManyInstances`] when `rows x bins` exceed `max_bins`.
+fn check_bins(rows: usize, bins: usize, max_bins: usize, statistics: usize) -> Result<(), Error> {
+    let total = rows as u128 * bins as u128;
+    if total > max_bins as u128 {
+        return Err(Error::TooManyInstances {
+            bins: total,
+            bytes: total * statistics as u128 * 8,
+            limit: max_bins as u128,
+        });
+    }
+    Ok(())
 }
 
 /// One id map for an instance map and its Voronoi cells (`[rows, voxels]` each): with `M`
@@ -78,8 +100,8 @@ pub(crate) fn voronoi_bin_ids(
 ) -> Result<BinIds, Error> {
     let [rows, voxels] = instances.dims();
     let (_, max) = id_range(&instances)?;
-    let (cell_min, cell_max) = id_range(&cells).map_err(|_| Error::InvalidArgument("negative cell id".into()))?;
-    if cell_min < 0 || cell_max > max {
+    let (_, cell_max) = id_range(&cells).map_err(|_| Error::InvalidArgument("negative cell id".into()))?;
+    if cell_max > max {
         return Err(Error::InvalidArgument(format!(
             "cell id {cell_max} names no instance (the largest instance id is {max}): cells hold the ids of \
              the instances (components::voronoi_batch of the instance map)"
@@ -92,37 +114,21 @@ pub(crate) fn voronoi_bin_ids(
         return Ok(BinIds { ids, bins: 2 * max as usize + 1, foreground_end: Some(max as usize + 1) });
     }
     let device = instances.device();
-    let read =
-        |t: Tensor<2, Int>| -> Vec<i64> { t.into_data().convert::<i64>().try_to_vec().expect("converted to i64") };
     let (instances, cells) = (read(instances), read(cells));
     let width = voxels.max(1);
-    let mut rows_distinct = Vec::with_capacity(rows);
-    let mut instance_bins = 0;
-    for row in instances.chunks(width) {
-        let mut distinct: Vec<i64> = row.iter().copied().filter(|&id| id > 0).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        instance_bins = instance_bins.max(distinct.len());
-        rows_distinct.push(distinct);
-    }
+    let distinct: Vec<Vec<i64>> = instances.chunks(width).map(distinct_ids).collect();
+    let instance_bins = distinct.iter().map(Vec::len).max().unwrap_or(0);
     let bins = 2 * instance_bins + 1;
-    if total(bins as u128) > max_bins as u128 {
-        return Err(Error::TooManyInstances {
-            bins: total(bins as u128),
-            bytes: total(bins as u128) * statistics as u128 * 8,
-            limit: max_bins as u128,
-        });
-    }
+    check_bins(rows, bins, max_bins, statistics)?;
     let mut compact = Vec::with_capacity(instances.len());
-    for ((row, cells), distinct) in instances.chunks(width).zip(cells.chunks(width)).zip(&rows_distinct) {
-        let number = |id: i64| distinct.binary_search(&id).map_or(0, |i| i as i32 + 1);
+    for ((row, cells), distinct) in instances.chunks(width).zip(cells.chunks(width)).zip(&distinct) {
         compact.extend(row.iter().zip(cells).map(|(&id, &cell)| match (id, cell) {
             (0, 0) => 0,
-            (0, cell) => match number(cell) {
+            (0, cell) => match number(distinct, cell) {
                 0 => 0,
                 n => instance_bins as i32 + n,
             },
-            (id, _) => number(id),
+            (id, _) => number(distinct, id),
         }));
     }
     let ids = Tensor::from_data(TensorData::new(compact, vec![rows, voxels]), &device);

@@ -139,9 +139,9 @@ impl InstanceId for i64 {
     }
 }
 
-/// Whether a block of ids is all background, without a branch per id.
+/// Whether ids (a block, a span) are all background, without a branch per id.
 #[inline(always)]
-fn all_background<I: InstanceId>(ids: &[I; BLOCK]) -> bool {
+fn all_background<I: InstanceId>(ids: &[I]) -> bool {
     ids.iter().fold(0, |any, id| any | id.bin()) == 0
 }
 
@@ -301,9 +301,8 @@ fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, 
     };
     let (blocks, tail) = x.as_chunks::<BLOCK>();
     let (id_blocks, id_tail) = ids.as_chunks::<BLOCK>();
-    // Background lanes (p, p^2, cross-entropy), and the lanes of the other bin blocks fall in.
-    let mut background = [[0f64; BLOCK]; 3];
-    let mut background_count = 0usize;
+    // The background's lanes, and those of the other bin the last uniform blocks fell in.
+    let mut background = Lanes::default();
     let mut lanes = Lanes::default();
     for (x, ids) in blocks.iter().zip(id_blocks) {
         if spec.skip_background && all_background(ids) {
@@ -315,8 +314,8 @@ fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, 
             *p = x.probability::<LOGITS>();
         }
         if all_background(ids) {
-            background_count += BLOCK;
-            add_lanes(&mut background, x, p, offsets, |x| cross_entropy(spec.input, x, false));
+            background.count += BLOCK;
+            add_lanes(&mut background.sums, x, p, offsets, |x| cross_entropy(spec.input, x, false));
         } else if let Some(bin) = uniform(ids) {
             if bin != lanes.bin {
                 lanes.flush(&mut acc, offsets);
@@ -335,7 +334,7 @@ fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, 
         add(&mut acc, x, x.probability::<LOGITS>(), id);
     }
     lanes.flush(&mut acc, offsets);
-    Lanes { sums: background, count: background_count, bin: 0 }.flush(&mut acc, offsets);
+    background.flush(&mut acc, offsets);
     acc
 }
 
@@ -477,7 +476,7 @@ fn gradient_task<const LOGITS: bool, R: Real, I: InstanceId>(
     let (mut gp, mut gp2, mut gce) = ([zero; SPAN], [zero; SPAN], [zero; SPAN]);
     let mut targets = [false; SPAN];
     for ((out, x), ids) in out.chunks_mut(SPAN).zip(x.chunks(SPAN)).zip(ids.chunks(SPAN)) {
-        if ids.iter().fold(0, |any, id| any | id.bin()) == 0 {
+        if all_background(ids) {
             if spec.skip_background {
                 out.fill(zero);
             } else {
