@@ -76,7 +76,7 @@ struct Args {
     /// Side of the cubic training crops (a multiple of 4).
     #[arg(long, default_value_t = 32)]
     crop: usize,
-    /// Adam's learning rate.
+    /// Adam's initial learning rate (cosine decay to a fiftieth of it over the run).
     #[arg(long, default_value_t = 3e-3)]
     lr: f64,
     /// Channels of the U-Net's first level (doubled at each of its two levels down).
@@ -148,25 +148,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         alpha: args.alpha,
         bins: (args.bins[0], args.bins[1]),
     };
-    let pending: Vec<(u64, LossKind)> = planned_runs(&args)
-        .into_iter()
-        .filter(|&(seed, kind)| args.report_only.then_some(()).is_none() && !run_path(&args.out, kind, seed).exists())
-        .collect();
+    let planned = planned_runs(&args);
+    let done = planned.iter().filter(|&&(seed, kind)| run_path(&args.out, kind, seed).exists()).count();
+    let pending: Vec<(u64, LossKind)> = match args.report_only {
+        true => Vec::new(),
+        false => planned.into_iter().filter(|&(seed, kind)| !run_path(&args.out, kind, seed).exists()).collect(),
+    };
     if args.dataset == DatasetKind::Lesions {
-        let stats = statistics(&volumes(args.train_volumes, args.size, data_seed(args.first_seed, 0)));
-        println!(
-            "lesions, seed {}'s training set: {:.1} instances per volume; {:.0}% of them <= 100 voxels, holding {:.0}% of the lesion voxels; {:.0}% <= 10 voxels",
-            args.first_seed,
-            stats.instances_per_volume(),
-            100.0 * stats.share_of_instances(100),
-            100.0 * stats.share_of_voxels(100),
-            100.0 * stats.share_of_instances(10),
-        );
+        describe_test_sets(&args);
     }
     println!(
-        "{} runs to train ({} already under {}), {} steps each, {} threads",
+        "{} runs to train, {done} found under {}; {} steps each, {} threads",
         pending.len(),
-        planned_runs(&args).len() - pending.len(),
         args.out.display(),
         args.steps,
         rayon::current_num_threads()
@@ -191,13 +184,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let run = train(kind, seed, model, data, &schedule, &device, &[&bar, &overall]).map_err(|e| e.to_string())?;
         write_run(&run_path(&args.out, kind, seed), &run)?;
         bar.finish_and_clear();
-        bars.println(format!(
+        let line = format!(
             "{} seed {seed}: test F1 (IoU >= 0.1) {:.3} at step {} ({:.0} s)",
             kind.name(),
             run.test.f1_iou10(),
             run.best_step,
             run.checkpoints.last().map_or(0.0, |c| c.seconds)
-        ))?;
+        );
+        // Progress bars draw only on a terminal; in a log, the line goes to standard output.
+        if bars.is_hidden() { println!("{line}") } else { bars.println(line)? }
     }
     overall.finish_and_clear();
     if !pending.is_empty() {
@@ -210,14 +205,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             runs.push((kind, seed, read_run(&path)?));
         }
     }
+    if runs.is_empty() {
+        println!("no finished run under {}: nothing to report", args.out.display());
+        return Ok(());
+    }
     let report = Report { runs, baseline: LossKind::Dice };
     report.print();
+    std::fs::create_dir_all(&args.out)?;
     report.write(&args.out, (args.bins[0], args.bins[1]))?;
     println!(
         "\nwrote {0}/test.csv, validation.csv, comparisons.csv, validation_f1.svg and sensitivity_by_size.svg",
         args.out.display()
     );
     Ok(())
+}
+
+/// Prints what the test sets of the study's seeds hold: instances per volume, and the share of
+/// the instances and of the lesion voxels in each size bin.
+fn describe_test_sets(args: &Args) {
+    let seeds = args.first_seed..args.first_seed + args.seeds;
+    let sets: Vec<_> = seeds.clone().flat_map(|seed| volumes(args.held_out, args.size, data_seed(seed, 2))).collect();
+    let stats = statistics(&sets);
+    let (small, medium) = (args.bins[0], args.bins[1]);
+    let bins = |share: &dyn Fn(u64) -> f64| {
+        let (a, b) = (share(small), share(medium));
+        format!("{:.0}% / {:.0}% / {:.0}%", 100.0 * a, 100.0 * (b - a), 100.0 * (1.0 - b))
+    };
+    println!(
+        "test sets of seeds {seeds:?}: {} volumes, {} instances ({:.1} per volume); by size <= {small} / \
+         {}-{medium} / > {medium} voxels: {} of the instances, {} of the lesion voxels",
+        stats.volumes,
+        stats.sizes.len(),
+        stats.instances_per_volume(),
+        small + 1,
+        bins(&|limit| stats.share_of_instances(limit)),
+        bins(&|limit| stats.share_of_voxels(limit)),
+    );
 }
 
 /// Every (seed, loss) of the study, seed by seed: soft Dice, the main losses, then the sweep.

@@ -82,12 +82,22 @@ pub struct Schedule {
     pub batch_size: usize,
     /// Side of the cubic training crops.
     pub crop: usize,
-    /// Adam's learning rate.
+    /// Adam's initial learning rate (see [`learning_rate`](Self::learning_rate)).
     pub lr: f64,
     /// The blob and CC losses' global weight.
     pub alpha: f64,
     /// Instance size bins: at most `small`, at most `medium`, larger (voxels).
     pub bins: (u64, u64),
+}
+
+impl Schedule {
+    /// The learning rate of step `step` (1-based): cosine decay from `lr` to `lr / 50` over the
+    /// run, so that the last checkpoints are not a high-rate random walk.
+    pub fn learning_rate(&self, step: usize) -> f64 {
+        let progress = (step - 1) as f64 / (self.steps - 1).max(1) as f64;
+        let floor = self.lr / 50.0;
+        floor + (self.lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
 }
 
 /// Training, validation and test volumes of one seed.
@@ -146,7 +156,7 @@ pub fn train(
         loss_sum += value.clone().into_scalar::<f64>();
         loss_steps += 1;
         let grads = GradientsParams::from_grads(value.backward(), &model);
-        model = optimizer.step(schedule.lr, model, grads);
+        model = optimizer.step(schedule.learning_rate(step), model, grads);
         progress.iter().for_each(|bar| bar.inc(1));
         if step % schedule.eval_every == 0 || step == schedule.steps {
             let inner = device.clone().inner();
@@ -220,7 +230,7 @@ pub fn crops(volumes: &[Volume], count: usize, crop: usize, rng: &mut Rng) -> (T
 
 #[cfg(test)]
 mod tests {
-    use super::{LossKind, crops};
+    use super::{LossKind, Schedule, crops};
     use crate::lesions::volumes;
     use crate::rng::Rng;
 
@@ -238,6 +248,16 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), kinds.len());
         assert_eq!(LossKind::Blob { beta: 0.5 }.id(), "blob-beta0.5");
+    }
+
+    #[test]
+    fn the_learning_rate_decays_from_lr_to_a_fiftieth() {
+        let schedule =
+            Schedule { steps: 101, eval_every: 10, batch_size: 1, crop: 8, lr: 1e-2, alpha: 2.0, bins: (1, 2) };
+        assert_eq!(schedule.learning_rate(1), 1e-2);
+        assert!((schedule.learning_rate(51) - (2e-4 + 1e-2) / 2.0).abs() < 1e-12);
+        assert!((schedule.learning_rate(101) - 2e-4).abs() < 1e-12);
+        assert!((1..101).all(|s| schedule.learning_rate(s + 1) < schedule.learning_rate(s)));
     }
 
     #[test]
