@@ -87,10 +87,28 @@ mod tests {
 
     use super::UNet3d;
 
+    /// flex draws initial weights from one generator per process: the tests that draw take turns,
+    /// as the study's runs do.
+    static DRAWS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn the_unet_keeps_the_volume_shape() {
+        let _turn = DRAWS.lock().unwrap();
         let device = Device::flex();
         let out = UNet3d::new(2, &device).forward(Tensor::zeros([2, 1, 8, 12, 16], &device));
         assert_eq!(out.dims(), [2, 1, 8, 12, 16]);
+    }
+
+    #[test]
+    fn a_seed_draws_the_same_initial_network_for_every_loss() {
+        let _turn = DRAWS.lock().unwrap();
+        let device = Device::flex();
+        let input = || Tensor::<5>::ones([1, 1, 8, 8, 8], &device);
+        let output = |seed| {
+            device.seed(seed);
+            UNet3d::new(2, &device).forward(input()).into_data().try_to_vec::<f32>().unwrap()
+        };
+        assert_eq!(output(3), output(3));
+        assert_ne!(output(3), output(4));
     }
 }
