@@ -25,8 +25,10 @@ mod stats;
 mod train;
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Instant;
 
+use burn::module::Module;
 use burn::tensor::Device;
 use clap::{Parser, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -97,6 +99,9 @@ struct Args {
     /// The burn backend (GPU backends need the crate built with the feature of that name).
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
     backend: Backend,
+    /// Runs trained side by side, each on one core (the figures do not depend on it).
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, |n| n.get()))]
+    jobs: usize,
     /// Where the run files, CSV files and charts go.
     #[arg(long, default_value = "study3d-results")]
     out: PathBuf,
@@ -158,11 +163,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         describe_test_sets(&args);
     }
     println!(
-        "{} runs to train, {done} found under {}; {} steps each, {} threads",
+        "{} runs to train, {done} found under {}; {} steps each, {} at a time",
         pending.len(),
         args.out.display(),
         args.steps,
-        rayon::current_num_threads()
+        args.jobs
     );
     let device = backend_device(args.backend)?;
     let bars = MultiProgress::new();
@@ -170,30 +175,53 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let overall = bars.add(ProgressBar::new((pending.len() * args.steps) as u64));
     overall.set_style(style("{elapsed_precise} [{wide_bar}] {pos}/{len} steps, all runs, eta {eta}")?);
     let start = Instant::now();
-    let mut splits: Option<(u64, Splits)> = None;
-    for &(seed, kind) in &pending {
-        if splits.as_ref().is_none_or(|(s, _)| *s != seed) {
-            splits = Some((seed, load(&args, seed)?));
+    // `--jobs` workers take the pending runs in order.
+    let queue = Mutex::new(pending.iter());
+    let draw = Mutex::new(());
+    let worker = || -> Result<(), String> {
+        // Each worker computes on its own one-thread rayon pool: rayon splits a reduction by
+        // timing when several threads share a pool, so floats would sum in another order from
+        // run to run (and training amplifies the last bit). One thread per run keeps every run
+        // bit-reproducible whatever `--jobs` is.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(|e| e.to_string())?;
+        let mut splits: Option<(u64, Splits)> = None;
+        loop {
+            let Some(&(seed, kind)) = queue.lock().map_err(|e| e.to_string())?.next() else { return Ok(()) };
+            if splits.as_ref().is_none_or(|(s, _)| *s != seed) {
+                splits = Some((seed, load(&args, seed).map_err(|e| e.to_string())?));
+            }
+            let data = &splits.as_ref().expect("loaded above").1;
+            let bar = bars.insert_before(&overall, ProgressBar::new(args.steps as u64));
+            bar.set_style(style("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").map_err(|e| e.to_string())?);
+            // The same initial network for every loss of a seed: flex's generator, seeded, draws
+            // it, one worker at a time (the generator is the process's). burn draws a parameter
+            // when it is first read, so the record is read here, inside the turn.
+            let initial = {
+                let _turn = draw.lock().map_err(|e| e.to_string())?;
+                device.seed(seed);
+                UNet3d::new(args.width, &device).into_record()
+            };
+            let model = UNet3d::new(args.width, &device).load_record(initial);
+            let run = pool
+                .install(|| train(kind, seed, model, data, &schedule, &device, &[&bar, &overall]))
+                .map_err(|e| e.to_string())?;
+            write_run(&run_path(&args.out, kind, seed), &run).map_err(|e| e.to_string())?;
+            bar.finish_and_clear();
+            let line = format!(
+                "{} seed {seed}: test F1 (IoU >= 0.1) {:.3} at step {} ({:.0} s)",
+                kind.name(),
+                run.test.f1_iou10(),
+                run.best_step,
+                run.checkpoints.last().map_or(0.0, |c| c.seconds)
+            );
+            // Progress bars draw only on a terminal; in a log, the line goes to standard output.
+            if bars.is_hidden() { println!("{line}") } else { bars.println(line).map_err(|e| e.to_string())? }
         }
-        let data = &splits.as_ref().expect("loaded above").1;
-        let bar = bars.insert_before(&overall, ProgressBar::new(args.steps as u64));
-        bar.set_style(style("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")?);
-        // The same initial network for every loss of a seed.
-        device.seed(seed);
-        let model = UNet3d::new(args.width, &device);
-        let run = train(kind, seed, model, data, &schedule, &device, &[&bar, &overall]).map_err(|e| e.to_string())?;
-        write_run(&run_path(&args.out, kind, seed), &run)?;
-        bar.finish_and_clear();
-        let line = format!(
-            "{} seed {seed}: test F1 (IoU >= 0.1) {:.3} at step {} ({:.0} s)",
-            kind.name(),
-            run.test.f1_iou10(),
-            run.best_step,
-            run.checkpoints.last().map_or(0.0, |c| c.seconds)
-        );
-        // Progress bars draw only on a terminal; in a log, the line goes to standard output.
-        if bars.is_hidden() { println!("{line}") } else { bars.println(line)? }
-    }
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..args.jobs.min(pending.len()).max(1)).map(|_| scope.spawn(worker)).collect();
+        workers.into_iter().try_for_each(|w| w.join().map_err(|_| "a training thread panicked".to_owned())?)
+    })?;
     overall.finish_and_clear();
     if !pending.is_empty() {
         println!("{} runs in {:.1} min\n", pending.len(), start.elapsed().as_secs_f64() / 60.0);
@@ -294,6 +322,7 @@ fn load(args: &Args, seed: u64) -> Result<Splits, Box<dyn std::error::Error>> {
 /// Rejects settings that would train nothing, divide by zero or not fit the network.
 fn validate(args: &Args) -> Result<(), String> {
     let counts = [
+        args.jobs,
         args.seeds as usize,
         args.steps,
         args.eval_every,
@@ -304,7 +333,7 @@ fn validate(args: &Args) -> Result<(), String> {
     ];
     if counts.contains(&0) {
         return Err(
-            "--seeds, --steps, --eval-every, --batch-size, --width, --train-volumes and --held-out must be at least 1"
+            "--jobs, --seeds, --steps, --eval-every, --batch-size, --width, --train-volumes and --held-out must be at least 1"
                 .into(),
         );
     }
@@ -351,7 +380,7 @@ mod tests {
     #[test]
     fn settings_that_train_nothing_are_refused() {
         assert_eq!(validate(&args(&[])), Ok(()));
-        for flag in ["--seeds", "--steps", "--eval-every", "--batch-size", "--width", "--held-out"] {
+        for flag in ["--jobs", "--seeds", "--steps", "--eval-every", "--batch-size", "--width", "--held-out"] {
             assert!(validate(&args(&[flag, "0"])).unwrap_err().contains("at least 1"), "{flag} 0");
         }
         assert!(validate(&args(&["--crop", "30"])).unwrap_err().contains("multiples of 4"));
