@@ -14,6 +14,10 @@
 //! report prints the tables and writes `test.csv`, `validation.csv`, `comparisons.csv`,
 //! `validation_f1.svg` and `sensitivity_by_size.svg`. See EXPERIMENTS.md for results.
 
+#[path = "../common/backend.rs"]
+mod backend;
+#[path = "../common/band.rs"]
+mod band;
 mod evaluate;
 mod lesions;
 mod model;
@@ -29,10 +33,10 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::Device;
 use clap::{Parser, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use crate::backend::{Backend, autodiff_device};
 use crate::lesions::{statistics, volumes};
 use crate::model::UNet3d;
 use crate::report::{Report, read_run, run_path, write_run};
@@ -131,16 +135,6 @@ enum Loss {
     Cc,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backend {
-    /// burn's CPU backend.
-    Flex,
-    /// wgpu (Vulkan, Metal, DX12); needs `--features wgpu`.
-    Wgpu,
-    /// CUDA; needs `--features cuda`.
-    Cuda,
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     validate(&args)?;
@@ -169,7 +163,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.steps,
         args.jobs
     );
-    let device = backend_device(args.backend)?;
+    let device = autodiff_device(args.backend)?;
     let bars = MultiProgress::new();
     let style = |template: &str| ProgressStyle::with_template(template).map(|s| s.progress_chars("=> "));
     let overall = bars.add(ProgressBar::new((pending.len() * args.steps) as u64));
@@ -350,20 +344,6 @@ fn validate(args: &Args) -> Result<(), String> {
         return Err("--alpha, --beta and --sweep-betas must be finite and non-negative".into());
     }
     Ok(())
-}
-
-/// The autodiff device of the chosen backend.
-fn backend_device(backend: Backend) -> Result<Device, String> {
-    let device = match backend {
-        Backend::Flex => Device::flex(),
-        #[cfg(feature = "wgpu")]
-        Backend::Wgpu => Device::wgpu(Default::default()),
-        #[cfg(feature = "cuda")]
-        Backend::Cuda => Device::cuda(0),
-        #[allow(unreachable_patterns)]
-        other => return Err(format!("--backend {other:?} needs the crate's feature of that name (--features ...)")),
-    };
-    Ok(device.autodiff())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+use crate::band::{band, mean_and_spread};
 use crate::evaluate::{Evaluation, FIGURES};
 use crate::stats::{Comparison, bootstrap_interval, compare, mean, standard_deviation};
 use crate::train::{Checkpoint, LossKind, Run};
@@ -198,22 +199,15 @@ impl Report {
             let mut steps: Vec<usize> = runs.iter().flat_map(|r| r.checkpoints.iter().map(|c| c.step)).collect();
             steps.sort_unstable();
             steps.dedup();
-            let stats: Vec<(f64, f64, f64)> = steps
-                .iter()
-                .map(|&step| {
-                    let values: Vec<f64> = runs
-                        .iter()
-                        .filter_map(|r| r.checkpoints.iter().find(|c| c.step == step))
-                        .map(|c| zero_if_nan(c.validation.f1_iou10()))
-                        .collect();
-                    (step as f64, mean(&values), standard_deviation(&values))
-                })
-                .collect();
-            let band: Vec<(f64, f64)> = stats
-                .iter()
-                .map(|&(x, m, s)| (x, (m + s).min(1.0)))
-                .chain(stats.iter().rev().map(|&(x, m, s)| (x, (m - s).max(0.0))))
-                .collect();
+            let stats = mean_and_spread(steps.iter().map(|&step| {
+                let values = runs
+                    .iter()
+                    .filter_map(|r| r.checkpoints.iter().find(|c| c.step == step))
+                    .map(|c| zero_if_nan(c.validation.f1_iou10()))
+                    .collect();
+                (step as f64, values)
+            }));
+            let band = band(&stats);
             chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.12).filled())))?;
             chart
                 .draw_series(LineSeries::new(stats.iter().map(|&(x, m, _)| (x, m)), color.stroke_width(2)))?

@@ -14,6 +14,10 @@
 //! seeds) and `test_example.svg` (one test image: the instances each loss finds and misses, its
 //! false positives). See EXPERIMENTS.md for results.
 
+#[path = "../common/backend.rs"]
+mod backend;
+#[path = "../common/band.rs"]
+mod band;
 mod data;
 mod evaluate;
 mod model;
@@ -37,6 +41,7 @@ use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 
+use crate::backend::{Backend, autodiff_device};
 use crate::data::{Sample, SegmentationBatcher};
 use crate::evaluate::{Evaluation, evaluate, predict};
 use crate::model::UNet;
@@ -101,16 +106,6 @@ enum DatasetKind {
     Nuclei,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Backend {
-    /// burn's CPU backend.
-    Flex,
-    /// wgpu (Vulkan, Metal, DX12); needs `--features wgpu`.
-    Wgpu,
-    /// CUDA; needs `--features cuda`.
-    Cuda,
-}
-
 /// The two losses compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LossKind {
@@ -140,7 +135,7 @@ struct Splits {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     validate(&args)?;
-    let device = backend_device(args.backend)?;
+    let device = autodiff_device(args.backend)?;
     let splits = load(&args)?;
     let steps_per_epoch = splits.train.len().div_ceil(args.batch_size);
     println!(
@@ -341,20 +336,6 @@ fn load(args: &Args) -> Result<Splits, Box<dyn std::error::Error>> {
             Splits { train: split.train, validation: split.validation, test: split.test }
         }
     })
-}
-
-/// The autodiff device of the chosen backend.
-fn backend_device(backend: Backend) -> Result<Device, String> {
-    let device = match backend {
-        Backend::Flex => Device::flex(),
-        #[cfg(feature = "wgpu")]
-        Backend::Wgpu => Device::wgpu(Default::default()),
-        #[cfg(feature = "cuda")]
-        Backend::Cuda => Device::cuda(0),
-        #[allow(unreachable_patterns)]
-        other => return Err(format!("--backend {other:?} needs the crate's feature of that name (--features ...)")),
-    };
-    Ok(device.autodiff())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use ndarray::Array2;
 use plotters::prelude::*;
 
 use crate::LossKind;
+use crate::band::{band, mean_and_spread};
 use crate::evaluate::{Evaluation, FIGURES};
 
 /// The validation figures after one epoch of one run.
@@ -119,20 +120,10 @@ impl Report {
                 chart.draw_series(LineSeries::new(points, color.mix(0.3).stroke_width(1)))?;
             }
             // Per epoch: mean and sample standard deviation over seeds.
-            let stats: Vec<(f64, f64, f64)> = (1..=epochs)
-                .filter_map(|epoch| {
-                    let values: Vec<f64> = runs().filter(|r| r.epoch == epoch).map(f1).collect();
-                    let n = values.len() as f64;
-                    let mean = values.iter().sum::<f64>() / n;
-                    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-                    (!values.is_empty()).then(|| (epoch as f64, mean, var.sqrt()))
-                })
-                .collect();
-            let band: Vec<(f64, f64)> = stats
-                .iter()
-                .map(|&(x, m, s)| (x, (m + s).min(1.0)))
-                .chain(stats.iter().rev().map(|&(x, m, s)| (x, (m - s).max(0.0))))
-                .collect();
+            let stats = mean_and_spread(
+                (1..=epochs).map(|epoch| (epoch as f64, runs().filter(|r| r.epoch == epoch).map(f1).collect())),
+            );
+            let band = band(&stats);
             chart.draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled())))?;
             let mean = stats.iter().map(|&(x, m, _)| (x, m));
             chart
