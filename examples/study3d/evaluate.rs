@@ -51,17 +51,22 @@ pub fn evaluate(
     batch_size: usize,
     bins: (u64, u64),
 ) -> Evaluation {
+    let probabilities: Vec<Array3<f32>> =
+        volumes.chunks(batch_size).flat_map(|chunk| predict(model, chunk, device)).collect();
+    score(&probabilities, volumes, bins)
+}
+
+/// The figures of foreground probabilities (one map per volume) against the volumes' ground truth.
+pub fn score(probabilities: &[Array3<f32>], volumes: &[Volume], bins: (u64, u64)) -> Evaluation {
     let config = |matching| MetricsConfig { matching, ..Default::default() };
     let greedy = |threshold| config(Matching::Greedy { score: MatchScore::IoU, threshold });
     let configs = [config(Matching::AnyOverlap), greedy(0.1), greedy(0.5)];
     let mut cases: [Vec<CaseMetrics>; 3] = Default::default();
-    for chunk in volumes.chunks(batch_size) {
-        for (probabilities, volume) in predict(model, chunk, device).iter().zip(chunk) {
-            let truth = instances(volume.target.view());
-            let predicted = instances(probabilities.mapv(|p| u32::from(p >= 0.5)).view());
-            for (cases, config) in cases.iter_mut().zip(&configs) {
-                cases.push(evaluate_instances(predicted.view(), truth.view(), config).expect("same shapes"));
-            }
+    for (probabilities, volume) in probabilities.iter().zip(volumes) {
+        let truth = instances(volume.target.view());
+        let predicted = instances(probabilities.mapv(|p| u32::from(p >= 0.5)).view());
+        for (cases, config) in cases.iter_mut().zip(&configs) {
+            cases.push(evaluate_instances(predicted.view(), truth.view(), config).expect("same shapes"));
         }
     }
     let sensitivity = |keep: &dyn Fn(u64) -> bool| {
@@ -103,4 +108,41 @@ pub fn predict(model: &UNet3d, volumes: &[Volume], device: &Device) -> Vec<Array
 /// The 26-connected instances of a binary mask, or (multi-label aware) of an instance-id map.
 fn instances(target: ArrayView3<'_, u32>) -> Array3<u32> {
     label(target, Connectivity::TwentySix).expect("3D target").labels
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array3, s};
+
+    use super::{FIGURES, score};
+    use crate::lesions::Volume;
+
+    fn figure(values: &[f64; 14], name: &str) -> f64 {
+        values[FIGURES.iter().position(|f| *f == name).unwrap()]
+    }
+
+    #[test]
+    fn figures_of_perfect_partial_and_spurious_predictions() {
+        // Lesions of 1, 27 and 343 voxels: one per size bin.
+        let mut target = Array3::<u32>::zeros((16, 16, 16));
+        target[[1, 1, 1]] = 1;
+        target.slice_mut(s![4..7, 4..7, 4..7]).fill(1);
+        target.slice_mut(s![8..15, 8..15, 8..15]).fill(1);
+        let volume = Volume { image: Array3::zeros((16, 16, 16)), target: target.clone() };
+        let perfect = score(&[target.mapv(|t| t as f32)], std::slice::from_ref(&volume), (10, 100)).values;
+        for name in ["f1_any", "f1_iou10", "f1_iou50", "sensitivity_small", "sensitivity_large", "dice"] {
+            assert_eq!(figure(&perfect, name), 1.0, "{name}");
+        }
+        assert_eq!(figure(&perfect, "false_positives_per_volume"), 0.0);
+        // The small lesion missed, the large one found, a false positive far from both.
+        let mut prediction = target.mapv(|t| t as f32);
+        prediction[[1, 1, 1]] = 0.0;
+        prediction[[14, 1, 1]] = 0.9;
+        let partial = score(&[prediction], &[volume], (10, 100)).values;
+        assert_eq!(figure(&partial, "sensitivity_small"), 0.0);
+        assert_eq!(figure(&partial, "sensitivity_medium"), 1.0);
+        assert_eq!(figure(&partial, "sensitivity_any"), 2.0 / 3.0);
+        assert_eq!(figure(&partial, "precision_any"), 2.0 / 3.0);
+        assert_eq!(figure(&partial, "false_positives_per_volume"), 1.0);
+    }
 }
