@@ -32,6 +32,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use blob_loss::components::{Connectivity, label};
 use burn::module::Module;
 use clap::{Parser, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -153,8 +154,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         true => Vec::new(),
         false => planned.into_iter().filter(|&(seed, kind)| !run_path(&args.out, kind, seed).exists()).collect(),
     };
-    if args.dataset == DatasetKind::Lesions {
-        describe_test_sets(&args);
+    match args.dataset {
+        DatasetKind::Lesions => describe_test_sets(&args),
+        DatasetKind::Nuclei3d => describe_nuclei(&load(&args, 0)?),
     }
     println!(
         "{} runs to train, {done} found under {}; {} steps each, {} at a time",
@@ -163,61 +165,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.steps,
         args.jobs
     );
-    let device = autodiff_device(args.backend)?;
-    let bars = MultiProgress::new();
-    let style = |template: &str| ProgressStyle::with_template(template).map(|s| s.progress_chars("=> "));
-    let overall = bars.add(ProgressBar::new((pending.len() * args.steps) as u64));
-    overall.set_style(style("{elapsed_precise} [{wide_bar}] {pos}/{len} steps, all runs, eta {eta}")?);
-    let start = Instant::now();
-    // `--jobs` workers take the pending runs in order.
-    let queue = Mutex::new(pending.iter());
-    let draw = Mutex::new(());
-    let worker = || -> Result<(), String> {
-        // Each worker computes on its own one-thread rayon pool: rayon splits a reduction by
-        // timing when several threads share a pool, so floats would sum in another order from
-        // run to run (and training amplifies the last bit). One thread per run keeps every run
-        // bit-reproducible whatever `--jobs` is.
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(|e| e.to_string())?;
-        let mut splits: Option<(u64, Splits)> = None;
-        loop {
-            let Some(&(seed, kind)) = queue.lock().map_err(|e| e.to_string())?.next() else { return Ok(()) };
-            if splits.as_ref().is_none_or(|(s, _)| *s != seed) {
-                splits = Some((seed, load(&args, seed).map_err(|e| e.to_string())?));
-            }
-            let data = &splits.as_ref().expect("loaded above").1;
-            let bar = bars.insert_before(&overall, ProgressBar::new(args.steps as u64));
-            bar.set_style(style("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").map_err(|e| e.to_string())?);
-            // The same initial network for every loss of a seed: flex's generator, seeded, draws
-            // it, one worker at a time (the generator is the process's). burn draws a parameter
-            // when it is first read, so the record is read here, inside the turn.
-            let initial = {
-                let _turn = draw.lock().map_err(|e| e.to_string())?;
-                device.seed(seed);
-                UNet3d::new(args.width, &device).into_record()
-            };
-            let model = UNet3d::new(args.width, &device).load_record(initial);
-            let run = pool
-                .install(|| train(kind, seed, model, data, &schedule, &device, &[&bar, &overall]))
-                .map_err(|e| e.to_string())?;
-            write_run(&run_path(&args.out, kind, seed), &run).map_err(|e| e.to_string())?;
-            bar.finish_and_clear();
-            let line = format!(
-                "{} seed {seed}: test F1 (IoU >= 0.1) {:.3} at step {} ({:.0} s)",
-                kind.name(),
-                run.test.f1_iou10(),
-                run.best_step,
-                run.checkpoints.last().map_or(0.0, |c| c.seconds)
-            );
-            // Progress bars draw only on a terminal; in a log, the line goes to standard output.
-            if bars.is_hidden() { println!("{line}") } else { bars.println(line).map_err(|e| e.to_string())? }
-        }
-    };
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..args.jobs.min(pending.len()).max(1)).map(|_| scope.spawn(worker)).collect();
-        workers.into_iter().try_for_each(|w| w.join().map_err(|_| "a training thread panicked".to_owned())?)
-    })?;
-    overall.finish_and_clear();
     if !pending.is_empty() {
+        let start = Instant::now();
+        train_all(&args, &schedule, &pending)?;
         println!("{} runs in {:.1} min\n", pending.len(), start.elapsed().as_secs_f64() / 60.0);
     }
     let mut runs = Vec::new();
@@ -242,6 +192,65 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Trains the `pending` runs, `--jobs` at a time, and writes each one's file as it ends; a bar
+/// per run and one for them all.
+fn train_all(args: &Args, schedule: &Schedule, pending: &[(u64, LossKind)]) -> Result<(), Box<dyn std::error::Error>> {
+    let device = autodiff_device(args.backend)?;
+    let bars = MultiProgress::new();
+    let style = |template: &str| ProgressStyle::with_template(template).map(|s| s.progress_chars("=> "));
+    let overall = bars.add(ProgressBar::new((pending.len() * args.steps) as u64));
+    overall.set_style(style("{elapsed_precise} [{wide_bar}] {pos}/{len} steps, all runs, eta {eta}")?);
+    // `--jobs` workers take the pending runs in order.
+    let queue = Mutex::new(pending.iter());
+    let draw = Mutex::new(());
+    let worker = || -> Result<(), String> {
+        // Each worker computes on its own one-thread rayon pool: rayon splits a reduction by
+        // timing when several threads share a pool, so floats would sum in another order from
+        // run to run (and training amplifies the last bit). One thread per run keeps every run
+        // bit-reproducible whatever `--jobs` is.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().map_err(|e| e.to_string())?;
+        let mut splits: Option<(u64, Splits)> = None;
+        loop {
+            let Some(&(seed, kind)) = queue.lock().map_err(|e| e.to_string())?.next() else { return Ok(()) };
+            if splits.as_ref().is_none_or(|(s, _)| *s != seed) {
+                splits = Some((seed, load(args, seed).map_err(|e| e.to_string())?));
+            }
+            let data = &splits.as_ref().expect("loaded above").1;
+            let bar = bars.insert_before(&overall, ProgressBar::new(args.steps as u64));
+            bar.set_style(style("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}").map_err(|e| e.to_string())?);
+            // The same initial network for every loss of a seed: flex's generator, seeded, draws
+            // it, one worker at a time (the generator is the process's). burn draws a parameter
+            // when it is first read, so the record is read here, inside the turn.
+            let initial = {
+                let _turn = draw.lock().map_err(|e| e.to_string())?;
+                device.seed(seed);
+                UNet3d::new(args.width, &device).into_record()
+            };
+            let model = UNet3d::new(args.width, &device).load_record(initial);
+            let run = pool
+                .install(|| train(kind, seed, model, data, schedule, &device, &[&bar, &overall]))
+                .map_err(|e| e.to_string())?;
+            write_run(&run_path(&args.out, kind, seed), &run).map_err(|e| e.to_string())?;
+            bar.finish_and_clear();
+            let line = format!(
+                "{} seed {seed}: test F1 (IoU >= 0.1) {:.3} at step {} ({:.0} s)",
+                kind.name(),
+                run.test.f1_iou10(),
+                run.best_step,
+                run.checkpoints.last().map_or(0.0, |c| c.seconds)
+            );
+            // Progress bars draw only on a terminal; in a log, the line goes to standard output.
+            if bars.is_hidden() { println!("{line}") } else { bars.println(line).map_err(|e| e.to_string())? }
+        }
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..args.jobs.min(pending.len()).max(1)).map(|_| scope.spawn(worker)).collect();
+        workers.into_iter().try_for_each(|w| w.join().map_err(|_| "a training thread panicked".to_owned())?)
+    })?;
+    overall.finish_and_clear();
+    Ok(())
+}
+
 /// Prints what the test sets of the study's seeds hold: instances per volume, and the share of
 /// the instances and of the lesion voxels in each size bin.
 fn describe_test_sets(args: &Args) {
@@ -263,6 +272,19 @@ fn describe_test_sets(args: &Args) {
         bins(&|limit| stats.share_of_instances(limit)),
         bins(&|limit| stats.share_of_voxels(limit)),
     );
+}
+
+/// Prints the shape of the nuclei stack's three parts and how many nuclei each holds.
+fn describe_nuclei(splits: &Splits) {
+    let parts = [("training", &splits.train[0]), ("validation", &splits.validation[0]), ("test", &splits.test[0])];
+    let described: Vec<String> = parts
+        .iter()
+        .map(|(name, part)| {
+            let nuclei = label(part.target.view(), Connectivity::TwentySix).map_or(0, |l| l.count);
+            format!("{name} {:?} with {nuclei} nuclei", part.image.dim())
+        })
+        .collect();
+    println!("nuclei3d: {}", described.join(", "));
 }
 
 /// Every (seed, loss) of the study, seed by seed: soft Dice, the main losses, then the sweep.

@@ -1,9 +1,10 @@
 //! The `nuclei3d` data set: stardist's small annotated 3D nuclei stack, vendored in
 //! `data/nuclei3d/` (see its README: stardist's loader calls it "synthetic nuclei").
 //!
-//! The stack is cut to a multiple of 4 on every axis and split along x: the first half trains
-//! (random crops, with flips), the next quarter validates, the last quarter tests. The annotated
-//! ids are the instances (labelled multi-label aware, so touching nuclei stay apart).
+//! The stack (31 x 61 x 57) is cut to a multiple of 4 along z and y and of 16 along x (28 x 60 x
+//! 48), then split along x: the first half trains (random crops, with flips), the next quarter
+//! validates, the last quarter tests. The annotated ids are the instances (labelled multi-label
+//! aware, so touching nuclei stay apart).
 
 use std::fs::File;
 use std::io::BufReader;
