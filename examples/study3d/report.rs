@@ -236,7 +236,7 @@ impl Report {
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_labels(3)
+            .x_labels(7)
             .x_label_formatter(&|x| {
                 let bin = (x - 0.5).round() as usize;
                 if (x - 0.5 - bin as f64).abs() < 1e-6 {
