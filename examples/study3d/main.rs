@@ -26,6 +26,8 @@ mod report;
 #[path = "../common/rng.rs"]
 mod rng;
 mod stats;
+#[path = "../common/tiff_stack.rs"]
+mod tiff_stack;
 mod train;
 
 use std::path::PathBuf;

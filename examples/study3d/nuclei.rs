@@ -6,14 +6,12 @@
 //! validates, the last quarter tests. The annotated ids are the instances (labelled multi-label
 //! aware, so touching nuclei stay apart).
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
-use ndarray::{Array3, s};
-use tiff::decoder::{Decoder, DecodingResult};
+use ndarray::s;
 
 use crate::lesions::Volume;
+use crate::tiff_stack::read_stack;
 use crate::train::Splits;
 
 /// Reads `img3d.tif` and `mask3d.tif` from `folder` and splits them.
@@ -36,30 +34,6 @@ pub fn load(folder: &Path) -> Result<Splits, String> {
         target: target.slice(s![..d, ..h, x]).mapv(u32::from),
     };
     Ok(Splits { train: vec![part(0..w / 2)], validation: vec![part(w / 2..3 * w / 4)], test: vec![part(3 * w / 4..w)] })
-}
-
-/// A stack of single-channel 8- or 16-bit TIFF pages as `[page, y, x]`.
-fn read_stack(path: &Path) -> Result<Array3<u16>, String> {
-    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let mut decoder = Decoder::new(BufReader::new(File::open(path).map_err(|e| fail(&e))?)).map_err(|e| fail(&e))?;
-    let (width, height) = decoder.dimensions().map_err(|e| fail(&e))?;
-    let mut pages = Vec::new();
-    loop {
-        if decoder.dimensions().map_err(|e| fail(&e))? != (width, height) {
-            return Err(fail(&"pages of different sizes"));
-        }
-        match decoder.read_image().map_err(|e| fail(&e))? {
-            DecodingResult::U16(v) => pages.extend(v),
-            DecodingResult::U8(v) => pages.extend(v.into_iter().map(u16::from)),
-            _ => return Err(fail(&"expected 8- or 16-bit single-channel pages")),
-        }
-        if !decoder.more_images() {
-            break;
-        }
-        decoder.next_image().map_err(|e| fail(&e))?;
-    }
-    let depth = pages.len() / (width as usize * height as usize);
-    Array3::from_shape_vec((depth, height as usize, width as usize), pages).map_err(|e| fail(&e))
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::band::{band, mean_and_spread};
+use crate::band::{band, mean, mean_and_spread, standard_deviation};
 use crate::evaluate::{Evaluation, FIGURES};
-use crate::stats::{Comparison, bootstrap_interval, compare, mean, standard_deviation};
+use crate::stats::{Comparison, bootstrap_interval, compare};
 use crate::train::{Checkpoint, LossKind, Run};
 
 /// Bootstrap resamples per confidence interval.

@@ -1,6 +1,7 @@
 //! Paired statistics over seeds: the mean difference, its bootstrap confidence interval, and the
 //! Wilcoxon signed-rank test.
 
+use crate::band::mean;
 use crate::rng::Rng;
 
 /// A paired comparison of two losses on one figure, over seeds.
@@ -25,20 +26,6 @@ pub fn compare(values: &[f64], baseline: &[f64], resamples: usize, seed: u64) ->
         interval: bootstrap_interval(&differences, 0.95, resamples, seed),
         p_value: wilcoxon_signed_rank(&differences),
     }
-}
-
-/// The arithmetic mean (NaN for no values).
-pub fn mean(values: &[f64]) -> f64 {
-    values.iter().sum::<f64>() / values.len() as f64
-}
-
-/// The sample standard deviation (0 for fewer than two values).
-pub fn standard_deviation(values: &[f64]) -> f64 {
-    if values.len() < 2 {
-        return 0.0;
-    }
-    let m = mean(values);
-    (values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (values.len() - 1) as f64).sqrt()
 }
 
 /// The percentile bootstrap confidence interval of the mean at `level` (e.g. 0.95), from
@@ -126,7 +113,8 @@ fn erfc(x: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{bootstrap_interval, compare, erfc, mean, standard_deviation, wilcoxon_signed_rank};
+    use super::{bootstrap_interval, compare, erfc, wilcoxon_signed_rank};
+    use crate::band::{mean, standard_deviation};
 
     /// p-values printed by `scipy.stats.wilcoxon(d).pvalue` (scipy 1.17.1).
     #[test]

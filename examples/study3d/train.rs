@@ -151,8 +151,8 @@ pub fn train(
     let (mut checkpoints, mut best): (Vec<Checkpoint>, Option<(f64, usize, Evaluation)>) = (Vec::new(), None);
     let (mut loss_sum, mut loss_steps) = (0.0, 0);
     for step in 1..=schedule.steps {
-        let (images, targets) = crops(&splits.train, schedule.batch_size, schedule.crop, &mut rng);
-        let value = forward(&loss, kind, model.forward(images.to_device(device)), targets, device)?;
+        let (images, targets) = crops(&splits.train, schedule.batch_size, schedule.crop, &mut rng, device);
+        let value = forward(&loss, kind, model.forward(images), targets, device)?;
         loss_sum += value.clone().into_scalar::<f64>();
         loss_steps += 1;
         let grads = GradientsParams::from_grads(value.backward(), &model);
@@ -204,8 +204,14 @@ fn forward(
 }
 
 /// `count` random cubic crops of side `crop` (random volume, position and flips): images
-/// `[count, 1, crop, crop, crop]` on the host device and their ground truth.
-pub fn crops(volumes: &[Volume], count: usize, crop: usize, rng: &mut Rng) -> (Tensor<5>, Array5<u32>) {
+/// `[count, 1, crop, crop, crop]` on `device` and their ground truth.
+pub fn crops(
+    volumes: &[Volume],
+    count: usize,
+    crop: usize,
+    rng: &mut Rng,
+    device: &Device,
+) -> (Tensor<5>, Array5<u32>) {
     let mut images = Array5::<f32>::zeros((count, 1, crop, crop, crop));
     let mut targets = Array5::<u32>::zeros((count, 1, crop, crop, crop));
     for b in 0..count {
@@ -225,7 +231,7 @@ pub fn crops(volumes: &[Volume], count: usize, crop: usize, rng: &mut Rng) -> (T
     }
     let shape = [count, 1, crop, crop, crop];
     let data = TensorData::new(images.into_raw_vec_and_offset().0, shape);
-    (Tensor::from_data(data, &Device::flex()), targets)
+    (Tensor::from_data(data, device), targets)
 }
 
 #[cfg(test)]
@@ -268,7 +274,7 @@ mod tests {
         for volume in &mut set {
             volume.image = volume.target.mapv(|t| t as f32);
         }
-        let (images, targets) = crops(&set, 4, 16, &mut Rng(1));
+        let (images, targets) = crops(&set, 4, 16, &mut Rng(1), &burn::tensor::Device::flex());
         assert_eq!(images.dims(), [4, 1, 16, 16, 16]);
         let values = images.into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(values, targets.iter().map(|&t| t as f32).collect::<Vec<_>>());

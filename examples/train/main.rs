@@ -26,6 +26,8 @@ mod report;
 #[path = "../common/rng.rs"]
 mod rng;
 mod synthetic;
+#[path = "../common/tiff_stack.rs"]
+mod tiff_stack;
 
 use std::path::PathBuf;
 use std::time::Instant;

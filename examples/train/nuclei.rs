@@ -5,14 +5,12 @@
 //! bottom-right quadrant tests. The annotated instance ids are used as they are: labelling the
 //! binarised mask would merge touching nuclei, so the batcher labels the id map multi-label aware.
 
-use std::fs::File;
-use std::io::BufReader;
 use std::path::Path;
 
 use ndarray::{Array2, Axis, s};
-use tiff::decoder::{Decoder, DecodingResult};
 
 use crate::data::Sample;
+use crate::tiff_stack::read_stack;
 
 /// The three parts of the image.
 pub struct Split {
@@ -69,17 +67,9 @@ fn flips(sample: &Sample) -> [Sample; 4] {
     [flip(&[]), flip(&[0]), flip(&[1]), flip(&[0, 1])]
 }
 
-/// A single-channel 8- or 16-bit TIFF as `u16`.
+/// The first page of a single-channel 8- or 16-bit TIFF as `u16`.
 fn read_u16(path: &Path) -> Result<Array2<u16>, String> {
-    let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let mut decoder = Decoder::new(BufReader::new(File::open(path).map_err(|e| fail(&e))?)).map_err(|e| fail(&e))?;
-    let (width, height) = decoder.dimensions().map_err(|e| fail(&e))?;
-    let pixels: Vec<u16> = match decoder.read_image().map_err(|e| fail(&e))? {
-        DecodingResult::U16(v) => v,
-        DecodingResult::U8(v) => v.into_iter().map(u16::from).collect(),
-        _ => return Err(fail(&"expected an 8- or 16-bit single-channel image")),
-    };
-    Array2::from_shape_vec((height as usize, width as usize), pixels).map_err(|e| fail(&e))
+    Ok(read_stack(path)?.index_axis_move(Axis(0), 0))
 }
 
 #[cfg(test)]

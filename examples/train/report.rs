@@ -8,7 +8,7 @@ use ndarray::Array2;
 use plotters::prelude::*;
 
 use crate::LossKind;
-use crate::band::{band, mean_and_spread};
+use crate::band::{band, mean, mean_and_spread, standard_deviation};
 use crate::evaluate::{Evaluation, FIGURES};
 
 /// The validation figures after one epoch of one run.
@@ -253,12 +253,6 @@ fn join(values: &[f64]) -> String {
 
 /// `mean +- std` (sample standard deviation), with a sign when asked.
 fn mean_std(values: &[f64], signed: bool) -> String {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let std = if values.len() > 1 {
-        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
+    let (mean, std) = (mean(values), standard_deviation(values));
     if signed { format!("{mean:+.3} +- {std:.3}") } else { format!("{mean:.3} +- {std:.3}") }
 }
