@@ -790,9 +790,49 @@ fn voronoi_and_false_positive_inputs_are_checked() {
     let wrong_shape = LossTargets::new(y.clone()).with_false_positives(Tensor::<4, Int>::zeros([1, 2, 2, 2], &device));
     let err = fp.try_forward(x.clone(), wrong_shape).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    let negative =
+        LossTargets::new(y.clone()).with_false_positives(Tensor::<4, Int>::from_ints([[[[0, -3], [1, 0]]]], &device));
+    let err = fp.try_forward(x.clone(), negative).unwrap_err();
+    assert!(err.to_string().contains("negative false-positive component id -3"), "{err}");
+    let negative = LossTargets::new(y.clone()).with_cells(Tensor::<4, Int>::from_ints([[[[1, -1], [1, 1]]]], &device));
+    let err = voronoi.try_forward(x.clone(), negative).unwrap_err();
+    assert!(err.to_string().contains("negative cell id -1"), "{err}");
     let err = false_positive_components(x, Tensor::<4, Int>::zeros([1, 1, 1, 2], &device), Activation::Sigmoid, 0.5)
         .unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+}
+
+/// Components given by the caller that cover instance or ignored voxels: those voxels are left out
+/// of the components (they are no false positives), as if the map had 0 there.
+#[test]
+fn given_components_keep_to_the_background() {
+    let device = device();
+    let x = Tensor::<4>::from_floats([[[[2.0, 1.0, -1.0, 3.0, 0.5, 1.5]]]], &device);
+    let y = Tensor::<4, Int>::from_ints([[[[1, 0, 0, -1, 0, 0]]]], &device);
+    for partition in [Partition::Exclude, Partition::Voronoi] {
+        let loss = BlobLossConfig::new()
+            .with_partition(partition)
+            .with_ignore_negative_ids(true)
+            .with_false_positive_weight(1.0)
+            .init();
+        let targets = |components: [i32; 6]| {
+            let targets = LossTargets::new(y.clone())
+                .with_false_positives(Tensor::<4, Int>::from_ints([[[components]]], &device));
+            match partition {
+                Partition::Voronoi => {
+                    targets.with_cells(Tensor::<4, Int>::from_ints([[[[1, 1, 1, 1, 1, 0]]]], &device))
+                }
+                _ => targets,
+            }
+        };
+        let spilled = loss.forward_parts(x.clone(), targets([2, 2, 0, 5, 5, 0]));
+        let clean = loss.forward_parts(x.clone(), targets([0, 2, 0, 0, 5, 0]));
+        close(scalar(spilled.false_positive), scalar(clean.false_positive.clone()), 1e-6, "false-positive term");
+        close(scalar(spilled.total), scalar(clean.total), 1e-6, "total");
+        // Two components, each sum(p^2) / sum(p) = its one voxel's p.
+        let p = |x: f64| 1.0 / (1.0 + (-x).exp());
+        close(scalar(clean.false_positive), (p(1.0) + p(0.5)) / 2.0, 1e-5, &format!("{partition:?}"));
+    }
 }
 
 /// The CC loss by hand: two instances in a 1 x 8 row, each scored on its own cell only, so a

@@ -3,16 +3,16 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
-use burn::tensor::{FloatDType, Int, Tensor};
+use burn::tensor::{FloatDType, Tensor};
 
 use super::activation::{Activation, exponentiable};
 use super::base::{BaseLossConfig, RegionSums};
 use super::categorical::categorical_cross_entropy;
 use super::false_positives::false_positive_components;
-use super::ids::{BinIds, bin_ids, voronoi_bin_ids};
 use super::output::{BlobLossOutput, UnreducedParts};
 use super::partition::Partition;
 use super::reduce::{nested_mean, region_means, weighted_mean};
+use super::regions::{RegionMaps, Regions, regions};
 use super::sums::{Engine, InstanceSumsSpec, Statistic, SumInput, is_flex, sums_unchecked};
 use super::targets::{LossTargets, check_shapes};
 use crate::Error;
@@ -339,25 +339,13 @@ impl BlobLoss {
             Activation::None => (outputs.reshape([rows, voxels]), SumInput::Probabilities),
         };
         let spec = InstanceSumsSpec::new(input, 0).with_squares(self.needs_p2()).with_cross_entropy(self.needs_bce());
-        let instances = instances.reshape([rows, voxels]);
-        // Ignored voxels (negative ids) go to one more bin, after all others, dropped below.
-        let ignored = config.ignore_negative_ids.then(|| instances.clone().lower_elem(0));
-        let instances = match &ignored {
-            Some(ignored) => instances.mask_fill(ignored.clone(), 0),
-            None => instances,
+        let maps = RegionMaps {
+            instances: instances.reshape([rows, voxels]),
+            cells: cells.filter(|_| voronoi).map(|cells| cells.reshape([rows, voxels])),
+            false_positives: false_positives.map(|map| map.reshape([rows, voxels])),
+            ignore_negative: config.ignore_negative_ids,
         };
-        let ids = match cells {
-            Some(cells) if voronoi => {
-                voronoi_bin_ids(instances, cells.reshape([rows, voxels]), config.max_bins, spec.statistics())?
-            }
-            _ => bin_ids(instances, config.max_bins, spec.statistics())?,
-        };
-        let BinIds { ids, bins: kept, foreground_end } = ids;
-        let (ids, bins, foreground_end) = match ignored {
-            Some(ignored) => (ids.mask_fill(ignored, kept as i64), kept + 1, Some(foreground_end.unwrap_or(kept))),
-            None => (ids, kept, foreground_end),
-        };
-        let spec = InstanceSumsSpec { bins, foreground_end, ..spec };
+        let (Regions { ids, kept, false_positives }, spec) = regions(maps, config.max_bins, spec)?;
         let sums = sums_unchecked(values.clone(), ids, spec, config.engine);
         let stat = |s: Statistic| {
             spec.index(s).map(|i| sums.clone().slice([0..rows, i..i + 1, 0..kept]).reshape([rows, kept]))
@@ -369,7 +357,7 @@ impl BlobLoss {
             bce: stat(Statistic::CrossEntropy),
             voxels: count.clone().sum_dim(1),
             count,
-            foreground_end: foreground_end.unwrap_or(kept),
+            foreground_end: spec.foreground_end.unwrap_or(kept),
         };
         let channel_weights = self.channel_weights(dims[1], &device)?.cast(FloatDType::from(bins.p.dtype()));
         let global_rows = self.global_rows(&bins, dims[0], dims[1]);
@@ -381,15 +369,11 @@ impl BlobLoss {
         let (blob, elements_with_instances) =
             nested_mean(blob_rows.clone(), instance_counts.clone(), channel_weights.clone());
         let mut total = global.clone() * config.global_weight + blob.clone() * config.blob_weight;
-        let false_positive = match false_positives {
-            Some(map) => {
-                let (rows, counts) = self.false_positive_rows(
-                    values,
-                    map.reshape([rows, voxels]),
-                    input,
-                    [dims[0], dims[1]],
-                    bins.p.dtype(),
-                )?;
+        let false_positive_rows = false_positives
+            .sums(values, input, config.engine, config.max_bins)?
+            .map(|[p, p2, size]| false_positive_term(p, p2, size, [dims[0], dims[1]]));
+        let false_positive = match false_positive_rows {
+            Some((rows, counts)) => {
                 let term = nested_mean(rows, counts, channel_weights).0;
                 total = total + term.clone() * config.false_positive_weight;
                 term
@@ -564,41 +548,17 @@ impl BlobLoss {
         let per_instance = self.config.blob_loss.score(&sums);
         region_means(per_instance, size, batch, channels)
     }
+}
 
-    /// The prediction term of every `(element, channel)`: the mean of `sum(p sg(p)) / sg(sum p)`
-    /// over its false-positive components, `[B, C]`, and their counts, in `dtype` (the sums'). One
-    /// more pass over the voxels, summing `p` and `p^2` per component.
-    fn false_positive_rows(
-        &self,
-        values: Tensor<2>,
-        components: Tensor<2, Int>,
-        input: SumInput,
-        dims: [usize; 2],
-        dtype: burn::tensor::DType,
-    ) -> Result<(Tensor<2>, Tensor<2>), Error> {
-        let [rows, _] = values.dims();
-        let ids = bin_ids(components, self.config.max_bins, 2)?;
-        if ids.bins == 1 {
-            // No false positive anywhere (burn reads a 0 in a reshape target as "keep").
-            let zeros = Tensor::<2>::zeros(dims, (&values.device(), dtype));
-            return Ok((zeros.clone(), zeros));
-        }
-        // Every bin has target 0 (no cross-entropy is summed); bin 0, the voxels of no component
-        // (most of the volume), is skipped.
-        let spec =
-            InstanceSumsSpec::new(input, ids.bins).with_squares(true).with_foreground_end(1).with_skip_background(true);
-        let sums = sums_unchecked(values, ids.ids, spec, self.config.engine);
-        let stat = |s: Statistic| {
-            let i = spec.index(s).expect("summed");
-            sums.clone().slice([0..rows, i..i + 1, 1..ids.bins]).reshape([rows, ids.bins - 1])
-        };
-        let (p, p2, size) = (stat(Statistic::Probability), stat(Statistic::Square), stat(Statistic::Count));
-        // d/dp of p^2 / (2 sg(sum p)) is p / sum p; the detached rest makes the value sum(p^2) / sum(p).
-        let denominator = p.detach().clamp_min(f64::from(f32::MIN_POSITIVE));
-        let half = p2.clone() / (denominator.clone() * 2.0);
-        let per_component = half.clone() + (p2.detach() / denominator - half.detach());
-        Ok(region_means(per_component, size, dims[0], dims[1]))
-    }
+/// The prediction term of every `(element, channel)` from its components' sums of `p`, `p^2` and
+/// voxels (`[rows, components]` each): the mean of `sum(p sg(p)) / sg(sum p)` over its
+/// components, `[B, C]`, and their counts.
+fn false_positive_term(p: Tensor<2>, p2: Tensor<2>, size: Tensor<2>, dims: [usize; 2]) -> (Tensor<2>, Tensor<2>) {
+    // d/dp of p^2 / (2 sg(sum p)) is p / sum p; its detached copy doubles the value to
+    // sum(p^2) / sum(p).
+    let half = p2 / (p.detach().clamp_min(f64::from(f32::MIN_POSITIVE)) * 2.0);
+    let per_component = half.clone() + half.detach();
+    region_means(per_component, size, dims[0], dims[1])
 }
 
 /// The per-bin sums, `[rows, bins]` each; bin 0 of a row is its background, bins

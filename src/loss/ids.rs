@@ -55,7 +55,7 @@ fn read(ids: Tensor<2, Int>) -> Vec<i64> {
 }
 
 /// The positive ids of a row, sorted, each once.
-fn distinct_ids(row: &[i64]) -> Vec<i64> {
+pub(crate) fn distinct_ids(row: &[i64]) -> Vec<i64> {
     let mut distinct: Vec<i64> = row.iter().copied().filter(|&id| id > 0).collect();
     distinct.sort_unstable();
     distinct.dedup();
@@ -63,12 +63,12 @@ fn distinct_ids(row: &[i64]) -> Vec<i64> {
 }
 
 /// The compact number (`1..`) of `id` among a row's `distinct` ids; 0 when it is not one of them.
-fn number(distinct: &[i64], id: i64) -> i32 {
+pub(crate) fn number(distinct: &[i64], id: i64) -> i32 {
     distinct.binary_search(&id).map_or(0, |i| i as i32 + 1)
 }
 
 /// [`Error::TooManyInstances`] when `rows x bins` exceed `max_bins`.
-fn check_bins(rows: usize, bins: usize, max_bins: usize, statistics: usize) -> Result<(), Error> {
+pub(crate) fn check_bins(rows: usize, bins: usize, max_bins: usize, statistics: usize) -> Result<(), Error> {
     let total = rows as u128 * bins as u128;
     if total > max_bins as u128 {
         return Err(Error::TooManyInstances {

@@ -39,10 +39,13 @@ mod convert;
 mod false_positives;
 #[cfg(feature = "flex")]
 mod fast_math;
+#[cfg(feature = "flex")]
+mod host_regions;
 mod ids;
 mod output;
 mod partition;
 mod reduce;
+mod regions;
 pub mod sums;
 mod targets;
 

@@ -42,8 +42,9 @@ pub struct LossTargets<const D: usize> {
     pub cells: Option<Tensor<D, Int>>,
     /// The false-positive components of the prediction
     /// ([`false_positive_components`](super::false_positive_components): positive ids, 0
-    /// elsewhere), for the prediction term. When absent and the term is on, the loss finds them
-    /// itself from the outputs.
+    /// elsewhere), for the prediction term. Read on background voxels only: voxels of an
+    /// instance, or ignored ones, are left out of the components. When absent and the term is on,
+    /// the loss finds them itself from the outputs.
     pub false_positives: Option<Tensor<D, Int>>,
 }
 

@@ -5,7 +5,7 @@
 //! inside of an instance or of a Voronoi cell: the common case) are summed in lanes without a bin
 //! lookup per voxel. The backward pass reads every voxel once more, a span of 256 voxels at a
 //! time: an all-background span in one branch-free loop, any other with its voxels' bin
-//! gradients gathered first and then one loop over the span.
+//! gradients gathered first (those of the statistics summed only) and then one loop over the span.
 //! Inputs in `f32` use a vectorisable sigmoid ([`fast_math`](crate::loss::fast_math)); `f64`
 //! inputs are computed in `f64` (finite differences); `f16` and `bf16` go through `f32`.
 //!
@@ -456,12 +456,20 @@ impl<const LOGITS: bool, R: Real, I: InstanceId> WithSimd for GradientTask<'_, L
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, _: S) {
-        gradient_task::<LOGITS, R, I>(self.spec, self.out, self.x, self.ids, self.bin_grads);
+        let Self { spec, out, x, ids, bin_grads } = self;
+        match (spec.squares, spec.cross_entropy) {
+            (false, false) => gradient_task::<LOGITS, false, false, R, I>(spec, out, x, ids, bin_grads),
+            (true, false) => gradient_task::<LOGITS, true, false, R, I>(spec, out, x, ids, bin_grads),
+            (false, true) => gradient_task::<LOGITS, false, true, R, I>(spec, out, x, ids, bin_grads),
+            (true, true) => gradient_task::<LOGITS, true, true, R, I>(spec, out, x, ids, bin_grads),
+        }
     }
 }
 
+/// `SQUARES` and `CROSS_ENTROPY`: whether those statistics are summed (their gradients are
+/// gathered per voxel only then: the gathers cost the most outside all-background spans).
 #[inline(always)]
-fn gradient_task<const LOGITS: bool, R: Real, I: InstanceId>(
+fn gradient_task<const LOGITS: bool, const SQUARES: bool, const CROSS_ENTROPY: bool, R: Real, I: InstanceId>(
     spec: InstanceSumsSpec,
     out: &mut [R],
     x: &[R],
@@ -486,9 +494,17 @@ fn gradient_task<const LOGITS: bool, R: Real, I: InstanceId>(
             }
             continue;
         }
+        // The statistics not summed keep their zero gradients (and the targets, which only the
+        // cross-entropy reads, their default).
         for (k, &id) in ids.iter().enumerate() {
             let g = &bin_grads[id.bin()];
-            (targets[k], gp[k], gp2[k], gce[k]) = (spec.target(id.bin()), g.p, g.p2, g.ce);
+            gp[k] = g.p;
+            if SQUARES {
+                gp2[k] = g.p2;
+            }
+            if CROSS_ENTROPY {
+                (targets[k], gce[k]) = (spec.target(id.bin()), g.ce);
+            }
         }
         let n = ids.len();
         let lanes = out.iter_mut().zip(x).zip(&targets[..n]).zip(&gp[..n]).zip(&gp2[..n]).zip(&gce[..n]);
