@@ -18,9 +18,10 @@
 //! order, as [`bin_ids`](super::ids::bin_ids) does. Components are numbered `0..` in each row in
 //! order of first appearance.
 
+use std::collections::HashMap;
 use std::ops::Add;
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::fast::FixedState;
 use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
@@ -207,9 +208,10 @@ fn false_positive_bins(
     rows: usize,
     per_row: usize,
 ) -> (Vec<i64>, Vec<i32>, usize) {
-    let mut numbers: Vec<HashMap<i64, i32>> = Vec::with_capacity(rows);
+    // foldhash's fixed seed: component ids are the caller's, not an attacker's.
+    let mut numbers: Vec<HashMap<i64, i32, FixedState>> = Vec::with_capacity(rows);
     for row in 0..rows {
-        let mut number = HashMap::new();
+        let mut number = HashMap::default();
         let mut last = None;
         for run in scans[row * per_row..(row + 1) * per_row].iter().flat_map(|scan| &scan.false_positives) {
             if last != Some(run.component) {

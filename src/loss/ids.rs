@@ -100,7 +100,10 @@ pub(crate) fn voronoi_bin_ids(
 ) -> Result<BinIds, Error> {
     let [rows, voxels] = instances.dims();
     let (_, max) = id_range(&instances)?;
-    let (_, cell_max) = id_range(&cells).map_err(|_| Error::InvalidArgument("negative cell id".into()))?;
+    let (_, cell_max) = id_range(&cells).map_err(|e| match e {
+        Error::NegativeInstanceId { value } => Error::InvalidArgument(format!("negative cell id {value}")),
+        e => e,
+    })?;
     if cell_max > max {
         return Err(Error::InvalidArgument(format!(
             "cell id {cell_max} names no instance (the largest instance id is {max}): cells hold the ids of \
