@@ -6,8 +6,9 @@
 //! lookup per voxel. The backward pass reads every voxel once more, a span of 256 voxels at a
 //! time: an all-background span in one branch-free loop, any other with its voxels' bin
 //! gradients gathered first (those of the statistics summed only) and then one loop over the span.
-//! Inputs in `f32` use a vectorisable sigmoid ([`fast_math`](crate::loss::fast_math)); `f64`
-//! inputs are computed in `f64` (finite differences); `f16` and `bf16` go through `f32`.
+//! Inputs in `f32` use a vectorisable sigmoid and cross-entropy
+//! ([`fast_math`](crate::loss::fast_math)); `f64` inputs are computed in `f64` (finite
+//! differences); `f16` and `bf16` go through `f32`.
 //!
 //! Whether the inputs are logits or probabilities is a const parameter of the loops, and each
 //! task runs through [`pulp`]'s run-time dispatch, so the loops vectorise on AVX2 where the CPU
@@ -161,6 +162,12 @@ trait Real: Copy + Send + Sync + 'static {
     fn from_f64(value: f64) -> Self;
     /// The probability of an input.
     fn probability<const LOGITS: bool>(self) -> Self;
+    /// The binary cross-entropy of one voxel against its target.
+    fn cross_entropy<const LOGITS: bool>(self, target: bool) -> Self;
+    /// A logit's `ln(1 + exp(-|x|))`, the part of its cross-entropy both targets share.
+    fn softplus_tail(self) -> Self;
+    /// A logit's cross-entropy from its [`softplus_tail`](Real::softplus_tail).
+    fn logit_cross_entropy_with_tail(self, tail: Self, target: bool) -> Self;
     /// The gradient of one voxel from its input and its bin's gradients.
     fn voxel_gradient<const LOGITS: bool>(self, target: bool, g: &BinGradient<Self>) -> Self;
 }
@@ -174,7 +181,7 @@ struct BinGradient<R> {
 }
 
 macro_rules! real {
-    ($t:ty, $sigmoid:expr) => {
+    ($t:ty, $sigmoid:expr, $cross_entropy:expr, $tail:expr, $with_tail:expr) => {
         impl Real for $t {
             #[inline(always)]
             fn to_f64(self) -> f64 {
@@ -189,6 +196,21 @@ macro_rules! real {
             #[inline(always)]
             fn probability<const LOGITS: bool>(self) -> Self {
                 if LOGITS { $sigmoid(self) } else { self }
+            }
+
+            #[inline(always)]
+            fn cross_entropy<const LOGITS: bool>(self, target: bool) -> Self {
+                $cross_entropy(LOGITS, self, target)
+            }
+
+            #[inline(always)]
+            fn softplus_tail(self) -> Self {
+                $tail(self)
+            }
+
+            #[inline(always)]
+            fn logit_cross_entropy_with_tail(self, tail: Self, target: bool) -> Self {
+                $with_tail(self, tail, target)
             }
 
             /// Logits: `dp/dx = p (1 - p)` and `d(cross-entropy)/dx = p - t`. Probabilities:
@@ -211,8 +233,29 @@ macro_rules! real {
     };
 }
 
-real!(f32, fast_math::sigmoid);
-real!(f64, |x: f64| 1.0 / (1.0 + (-x).exp()));
+// f32 inputs: the vectorisable functions of `fast_math`, the sums in f64; f64 inputs: the
+// library's functions in f64 throughout.
+real!(
+    f32,
+    fast_math::sigmoid,
+    |logits: bool, x: f32, target: bool| if logits {
+        fast_math::logit_cross_entropy(x, target)
+    } else {
+        fast_math::probability_cross_entropy(x, target)
+    },
+    fast_math::softplus_tail,
+    fast_math::logit_cross_entropy_with_tail
+);
+real!(
+    f64,
+    |x: f64| 1.0 / (1.0 + (-x).exp()),
+    |logits: bool, x: f64, target: bool| {
+        let input = if logits { SumInput::Logits } else { SumInput::Probabilities };
+        cross_entropy(input, x, target)
+    },
+    |x: f64| (-x.abs()).exp().ln_1p(),
+    |x: f64, _tail: f64, target: bool| cross_entropy(SumInput::Logits, x, target)
+);
 
 /// Voxels per task for `bins` bins.
 fn task_len(bins: usize) -> usize {
@@ -285,7 +328,8 @@ fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, 
         ce: at(Statistic::CrossEntropy),
     };
     let mut acc = vec![0f64; bins * spec.statistics()];
-    let add = |acc: &mut [f64], x: R, p: R, id: I| {
+    // One voxel's probability and cross-entropy (when summed) into its bin.
+    let add = |acc: &mut [f64], p: R, ce: R, id: I| {
         let (b, p) = (id.bin(), p.to_f64());
         if spec.skip_background && b == 0 {
             return;
@@ -296,9 +340,10 @@ fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, 
             acc[at + b] += p * p;
         }
         if let Some(at) = offsets.ce {
-            acc[at + b] += cross_entropy(spec.input, x.to_f64(), spec.target(b));
+            acc[at + b] += ce.to_f64();
         }
     };
+    let zero = R::from_f64(0.0);
     let (blocks, tail) = x.as_chunks::<BLOCK>();
     let (id_blocks, id_tail) = ids.as_chunks::<BLOCK>();
     // The background's lanes, and those of the other bin the last uniform blocks fell in.
@@ -315,7 +360,7 @@ fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, 
         }
         if all_background(ids) {
             background.count += BLOCK;
-            add_lanes(&mut background.sums, x, p, offsets, |x| cross_entropy(spec.input, x, false));
+            add_lanes(&mut background.sums, x, p, offsets, |x: R| x.cross_entropy::<LOGITS>(false));
         } else if let Some(bin) = uniform(ids) {
             if bin != lanes.bin {
                 lanes.flush(&mut acc, offsets);
@@ -323,15 +368,36 @@ fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, 
             }
             lanes.count += BLOCK;
             let target = spec.target(bin);
-            add_lanes(&mut lanes.sums, x, p, offsets, |x| cross_entropy(spec.input, x, target));
+            add_lanes(&mut lanes.sums, x, p, offsets, |x: R| x.cross_entropy::<LOGITS>(target));
         } else {
-            for ((&x, p), &id) in x.iter().zip(p).zip(ids) {
-                add(&mut acc, x, p, id);
+            // A block across bins: the cross-entropies against each voxel's target in one
+            // vectorised loop too, then voxel by voxel into the bins.
+            let mut ce = [zero; BLOCK];
+            if offsets.ce.is_some() {
+                let targets = ids.map(|id| spec.target(id.bin()));
+                if LOGITS {
+                    // The costly part, the same for both targets, apart: its loop has no select.
+                    let mut tails = [zero; BLOCK];
+                    for (tail, &x) in tails.iter_mut().zip(x) {
+                        *tail = x.softplus_tail();
+                    }
+                    for (((ce, &x), tail), target) in ce.iter_mut().zip(x).zip(tails).zip(targets) {
+                        *ce = x.logit_cross_entropy_with_tail(tail, target);
+                    }
+                } else {
+                    for ((ce, &x), target) in ce.iter_mut().zip(x).zip(targets) {
+                        *ce = x.cross_entropy::<LOGITS>(target);
+                    }
+                }
+            }
+            for ((p, ce), &id) in p.into_iter().zip(ce).zip(ids) {
+                add(&mut acc, p, ce, id);
             }
         }
     }
     for (&x, &id) in tail.iter().zip(id_tail) {
-        add(&mut acc, x, x.probability::<LOGITS>(), id);
+        let ce = if offsets.ce.is_some() { x.cross_entropy::<LOGITS>(spec.target(id.bin())) } else { zero };
+        add(&mut acc, x.probability::<LOGITS>(), ce, id);
     }
     lanes.flush(&mut acc, offsets);
     background.flush(&mut acc, offsets);
@@ -345,7 +411,7 @@ fn add_lanes<R: Real>(
     x: &[R; BLOCK],
     p: [R; BLOCK],
     offsets: Offsets,
-    cross_entropy: impl Fn(f64) -> f64,
+    cross_entropy: impl Fn(R) -> R,
 ) {
     for (lane, p) in lanes[0].iter_mut().zip(p) {
         *lane += p.to_f64();
@@ -356,8 +422,13 @@ fn add_lanes<R: Real>(
         }
     }
     if offsets.ce.is_some() {
-        for (lane, x) in lanes[2].iter_mut().zip(x) {
-            *lane += cross_entropy(x.to_f64());
+        // In the inputs' type first (one vectorised loop, like the probabilities), then added.
+        let mut ce = [R::from_f64(0.0); BLOCK];
+        for (ce, &x) in ce.iter_mut().zip(x) {
+            *ce = cross_entropy(x);
+        }
+        for (lane, ce) in lanes[2].iter_mut().zip(ce) {
+            *lane += ce.to_f64();
         }
     }
 }

@@ -32,6 +32,8 @@ use burn::backend::{Backend, DispatchDevice, backend_extension};
 use burn::tensor::{Device, Int, Tensor};
 
 pub(crate) use scatter::scatter_sums;
+#[cfg(all(feature = "flex", test))]
+pub(crate) use spec::cross_entropy;
 pub use spec::{InstanceSumsSpec, MAX_LOGIT_CROSS_ENTROPY, PROBABILITY_FLOOR, Statistic, SumInput};
 
 use crate::Error;
