@@ -25,7 +25,7 @@ use foldhash::fast::FixedState;
 use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::ids::{check_bins, distinct_ids, number};
+use super::ids::{check_bins, distinct_ids, negative_cell, negative_component, number, unknown_cell};
 use crate::Error;
 
 /// Voxels per task of the two passes.
@@ -144,7 +144,7 @@ pub(crate) fn host_regions<I: HostId>(
         return Err(Error::NegativeInstanceId { value: total.instance_min });
     }
     if total.component_min < 0 {
-        return Err(Error::InvalidArgument(format!("negative false-positive component id {}", total.component_min)));
+        return Err(negative_component(total.component_min));
     }
     let instance_max = total.instance_max.max(0);
     let cell_bins = usize::from(maps.cells.is_some());
@@ -188,13 +188,10 @@ pub(crate) fn host_regions<I: HostId>(
         .reduce(|| (0, 0), |a, b| (a.0.min(b.0), a.1.max(b.1)));
     // The cells, read by the second pass.
     if cell_min < 0 {
-        return Err(Error::InvalidArgument(format!("negative cell id {cell_min}")));
+        return Err(negative_cell(cell_min));
     }
     if cell_max > instance_max {
-        return Err(Error::InvalidArgument(format!(
-            "cell id {cell_max} names no instance (the largest instance id is {instance_max}): cells hold the ids of \
-             the instances (components::voronoi_batch of the instance map)"
-        )));
+        return Err(unknown_cell(cell_max, instance_max));
     }
     Ok(HostRegions { ids, bins, kept, foreground_end: m + 1, components, false_positive_voxels, false_positive_bins })
 }

@@ -67,6 +67,24 @@ pub(crate) fn number(distinct: &[i64], id: i64) -> i32 {
     distinct.binary_search(&id).map_or(0, |i| i as i32 + 1)
 }
 
+/// The error for a negative cell id.
+pub(crate) fn negative_cell(value: i64) -> Error {
+    Error::InvalidArgument(format!("negative cell id {value}"))
+}
+
+/// The error for a cell id above the largest instance id, `largest`.
+pub(crate) fn unknown_cell(cell: i64, largest: i64) -> Error {
+    Error::InvalidArgument(format!(
+        "cell id {cell} names no instance (the largest instance id is {largest}): cells hold the ids of the \
+         instances (components::voronoi_batch of the instance map)"
+    ))
+}
+
+/// The error for a negative false-positive component id.
+pub(crate) fn negative_component(value: i64) -> Error {
+    Error::InvalidArgument(format!("negative false-positive component id {value}"))
+}
+
 /// [`Error::TooManyInstances`] when `rows x bins` exceed `max_bins`.
 pub(crate) fn check_bins(rows: usize, bins: usize, max_bins: usize, statistics: usize) -> Result<(), Error> {
     let total = rows as u128 * bins as u128;
@@ -101,14 +119,11 @@ pub(crate) fn voronoi_bin_ids(
     let [rows, voxels] = instances.dims();
     let (_, max) = id_range(&instances)?;
     let (_, cell_max) = id_range(&cells).map_err(|e| match e {
-        Error::NegativeInstanceId { value } => Error::InvalidArgument(format!("negative cell id {value}")),
+        Error::NegativeInstanceId { value } => negative_cell(value),
         e => e,
     })?;
     if cell_max > max {
-        return Err(Error::InvalidArgument(format!(
-            "cell id {cell_max} names no instance (the largest instance id is {max}): cells hold the ids of \
-             the instances (components::voronoi_batch of the instance map)"
-        )));
+        return Err(unknown_cell(cell_max, max));
     }
     let total = |bins: u128| rows as u128 * bins;
     if (max as u128) < voxels.max(1) as u128 && total(2 * max as u128 + 1) <= max_bins as u128 {

@@ -8,7 +8,7 @@
 
 use burn::tensor::{Int, Tensor};
 
-use super::ids::{BinIds, bin_ids, voronoi_bin_ids};
+use super::ids::{BinIds, bin_ids, negative_component, voronoi_bin_ids};
 use super::sums::{Engine, InstanceSumsSpec, Statistic, SumInput, sums_unchecked};
 use crate::Error;
 
@@ -40,12 +40,14 @@ pub(crate) enum FalsePositiveBins {
     /// No component (or the term is off).
     None,
     /// Their voxels, listed (flex).
+    #[cfg(feature = "flex")]
     Voxels(FalsePositiveVoxels),
     /// A map of their own, background voxels only, summed in a pass of its own.
     Map(Tensor<2, Int>),
 }
 
 /// The voxels of the false-positive components and their bins.
+#[cfg(feature = "flex")]
 pub(crate) struct FalsePositiveVoxels {
     /// Components per row, `J`.
     components: usize,
@@ -75,6 +77,7 @@ impl FalsePositiveBins {
         let (values, ids, spec, first, components) = match self {
             Self::None => return Ok(None),
             // One pass over the listed voxels alone.
+            #[cfg(feature = "flex")]
             Self::Voxels(FalsePositiveVoxels { components, voxels, bins }) => {
                 let n = voxels.dims()[0];
                 let picked = values.reshape([-1]).select(0, voxels).reshape([1, n]);
@@ -83,9 +86,7 @@ impl FalsePositiveBins {
             // One pass over every voxel; bin 0 (most of the volume) is skipped.
             Self::Map(map) => {
                 let ids = bin_ids(map, max_bins, 3).map_err(|e| match e {
-                    Error::NegativeInstanceId { value } => {
-                        Error::InvalidArgument(format!("negative false-positive component id {value}"))
-                    }
+                    Error::NegativeInstanceId { value } => negative_component(value),
                     e => e,
                 })?;
                 if ids.bins == 1 {
@@ -107,7 +108,7 @@ impl FalsePositiveBins {
 }
 
 /// The regions of `maps` and the spec of their sums: `spec` (its input and statistics) with the
-/// bins, the targets' end and, for false-positive pairs, the squares.
+/// bins and the targets' end.
 ///
 /// # Errors
 /// [`Error::NegativeInstanceId`], [`Error::TooManyInstances`], [`Error::InvalidArgument`] for

@@ -22,7 +22,10 @@ use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::InstanceSumsBackend;
-use super::spec::{InstanceSumsSpec, PROBABILITY_FLOOR, Statistic, SumInput, cross_entropy};
+use super::spec::{
+    InstanceSumsSpec, PROBABILITY_FLOOR, Statistic, SumInput, cross_entropy, logit_cross_entropy_with_tail,
+    softplus_tail,
+};
 use crate::loss::fast_math;
 
 /// Voxels per parallel task, at least: a task spans more voxels when there are more bins, so that
@@ -253,8 +256,8 @@ real!(
         let input = if logits { SumInput::Logits } else { SumInput::Probabilities };
         cross_entropy(input, x, target)
     },
-    |x: f64| (-x.abs()).exp().ln_1p(),
-    |x: f64, _tail: f64, target: bool| cross_entropy(SumInput::Logits, x, target)
+    softplus_tail,
+    logit_cross_entropy_with_tail
 );
 
 /// Voxels per task for `bins` bins.

@@ -146,18 +146,31 @@ impl InstanceSumsSpec {
 #[cfg(any(feature = "flex", test))]
 pub(crate) fn cross_entropy(input: SumInput, x: f64, target: bool) -> f64 {
     match input {
-        SumInput::Logits => {
-            // softplus(z) with z = -x where the target is 1 and x elsewhere; NaN stays NaN.
-            let z = if target { -x } else { x };
-            let value = z.max(0.0) + (-z.abs()).exp().ln_1p();
-            if value > MAX_LOGIT_CROSS_ENTROPY { MAX_LOGIT_CROSS_ENTROPY } else { value }
-        }
+        SumInput::Logits => logit_cross_entropy_with_tail(x, softplus_tail(x), target),
         SumInput::Probabilities => {
             let q = if target { x } else { 1.0 - x };
             // `max` would turn NaN into the floor: keep NaN visible.
             if q.is_nan() { q } else { -q.max(PROBABILITY_FLOOR).ln() }
         }
     }
+}
+
+/// A logit's `ln(1 + exp(-|x|))`: the part of `softplus(z) = max(z, 0) + ln(1 + exp(-|z|))`
+/// that is the same for `z = x` and `z = -x`, so for both targets.
+#[inline]
+#[cfg(any(feature = "flex", test))]
+pub(crate) fn softplus_tail(x: f64) -> f64 {
+    (-x.abs()).exp().ln_1p()
+}
+
+/// The binary cross-entropy of one voxel from its logit `x`, its [`softplus_tail`] and its
+/// target: `softplus(z)` with `z = -x` where the target is 1 and `x` elsewhere, at most
+/// [`MAX_LOGIT_CROSS_ENTROPY`]; NaN stays NaN (through the tail).
+#[inline]
+#[cfg(any(feature = "flex", test))]
+pub(crate) fn logit_cross_entropy_with_tail(x: f64, tail: f64, target: bool) -> f64 {
+    let value = (if target { -x } else { x }).max(0.0) + tail;
+    if value > MAX_LOGIT_CROSS_ENTROPY { MAX_LOGIT_CROSS_ENTROPY } else { value }
 }
 
 #[cfg(test)]
