@@ -39,11 +39,6 @@ mod error;
 pub mod loss;
 pub mod metrics;
 
-/// The seeded generator the examples and integration tests use, for the unit tests.
-#[cfg(test)]
-#[path = "../examples/common/rng.rs"]
-mod test_rng;
-
 pub use error::Error;
 
 /// The README's examples, compiled and run as doctests.

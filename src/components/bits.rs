@@ -63,7 +63,8 @@ fn pack_bits(flags: &[u8; BLOCK]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_rng::Rng;
+    use rand::rngs::SmallRng;
+    use rand::{RngExt, SeedableRng};
 
     /// The bits, one column at a time.
     fn plain_equal_bits(a: &[u8; BLOCK], b: &[u8; BLOCK]) -> u64 {
@@ -75,7 +76,7 @@ mod tests {
     /// (scripts/miri.sh), which checks the SSE2 path's loads.
     #[test]
     fn equal_bits_sets_the_bit_of_every_equal_column() {
-        let mut rng = Rng(21);
+        let mut rng = SmallRng::seed_from_u64(21);
         let mut cases = vec![([0u8; BLOCK], [0u8; BLOCK]), ([0; BLOCK], [255; BLOCK])];
         for k in 0..BLOCK {
             let mut b = [7; BLOCK];
@@ -83,9 +84,9 @@ mod tests {
             cases.push(([7; BLOCK], b));
         }
         for _ in 0..if cfg!(miri) { 20 } else { 2000 } {
-            let values = 1 + rng.below(4) as u8;
-            let a: [u8; BLOCK] = std::array::from_fn(|_| rng.below(u64::from(values)) as u8 * 85);
-            let b: [u8; BLOCK] = std::array::from_fn(|_| rng.below(u64::from(values)) as u8 * 85);
+            let values = 1 + rng.random_range(0..4) as u8;
+            let a: [u8; BLOCK] = std::array::from_fn(|_| rng.random_range(0..u64::from(values)) as u8 * 85);
+            let b: [u8; BLOCK] = std::array::from_fn(|_| rng.random_range(0..u64::from(values)) as u8 * 85);
             cases.push((a, b));
         }
         for (a, b) in &cases {

@@ -403,8 +403,9 @@ impl<const INDICES: bool> Tile<INDICES> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_rng::Rng;
     use ndarray::{Array2, Array3, ArrayD, IxDyn};
+    use rand::rngs::SmallRng;
+    use rand::{RngExt, SeedableRng};
 
     /// Every voxel against every foreground voxel.
     fn brute_force(mask: &ArrayD<u8>, spacing: &[f64]) -> Vec<f64> {
@@ -435,7 +436,7 @@ mod tests {
     /// the brute force, and the named voxel is foreground and at that distance.
     #[test]
     fn matches_brute_force() {
-        let mut rng = Rng(3);
+        let mut rng = SmallRng::seed_from_u64(3);
         for (shape, density, spacing) in [
             (vec![9, 13], 0.05, vec![1.0, 1.0]),
             (vec![17, 5], 0.3, vec![0.7, 1.9]),
@@ -444,7 +445,7 @@ mod tests {
             (vec![1, 30], 0.1, vec![3.0, 0.5]),
             (vec![4, 1, 6], 0.2, vec![1.0, 1.3, 0.9]),
         ] {
-            let mask = ArrayD::from_shape_simple_fn(IxDyn(&shape), || u8::from(rng.unit() < density));
+            let mask = ArrayD::from_shape_simple_fn(IxDyn(&shape), || u8::from(rng.random::<f64>() < density));
             let dt = distance_transform(mask.view(), &spacing).unwrap();
             let want = brute_force(&mask, &spacing);
             // The distances alone are the same bits.

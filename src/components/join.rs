@@ -441,17 +441,18 @@ pub(crate) fn join_by_sweep<A: MaskElement>(
 mod tests {
     use super::*;
     use crate::components::runs::tests::{random_row, scan_rows};
-    use crate::test_rng::Rng;
+    use rand::rngs::SmallRng;
+    use rand::{RngExt, SeedableRng};
 
     /// Both ways of joining two rows find exactly the touching pairs that a check of every pair
     /// finds, on dense and sparse, binary and multi-label rows, across block edges.
     #[test]
     fn masks_and_sweep_join_exactly_the_touching_runs() {
-        let mut rng = Rng(13);
+        let mut rng = SmallRng::seed_from_u64(13);
         let (mut pieces, mut contacts) = (0, 0);
         for values in [1, 3] {
             for _ in 0..400 {
-                let len = 1 + rng.below(200) as usize;
+                let len = 1 + rng.random_range(0..200) as usize;
                 let rows = [random_row(&mut rng, len, values), random_row(&mut rng, len, values)];
                 let (runs, masks) = scan_rows(&rows);
                 let (prev, cur) = (runs.row(0, 0), runs.row(1, 0));

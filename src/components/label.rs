@@ -3,11 +3,12 @@
 use ndarray::{Array, ArrayView, ArrayViewMut, Dimension};
 use rayon::prelude::*;
 
+use super::band::Band;
 use super::buffer::{self, zeroed_label_array};
 use super::connectivity::Connectivity;
 use super::element::MaskElement;
 use super::join::join_by_sweep;
-use super::runs::{Band, Geometry};
+use super::runs::Geometry;
 use super::union_find;
 use crate::Error;
 

@@ -31,6 +31,7 @@
 //! assert_eq!(labeling.labels, array![[1, 1, 2], [0, 0, 2]]);
 //! ```
 
+mod band;
 mod batch;
 mod bits;
 mod buffer;

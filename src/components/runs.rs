@@ -1,17 +1,15 @@
-//! Run extraction and writing: the scan helpers behind [`label`](super::label).
+//! Run extraction: the scan helpers behind [`label`](super::label).
 //!
-//! A run is a maximal stretch of equal, non-background values along the last (fastest) axis. A
-//! band of rows is scanned into its runs, each row also into bit masks of its foreground, run
-//! starts and run ends, and each row's runs are joined with those of its earlier rows as soon as
-//! it is scanned ([`join`](super::join)).
+//! A run is a maximal stretch of equal, non-background values along the last (fastest) axis.
+//! Each row is scanned into its runs and into bit masks of its foreground, run starts and run
+//! ends, which [`join`](super::join) reads to join runs of neighbouring rows and
+//! [`band`](super::band) to scan whole bands.
 
 use std::ops::Range;
 
 use super::bits::BLOCK;
 use super::buffer;
-use super::connectivity::Connectivity;
 use super::element::MaskElement;
-use super::join::RowJoiner;
 
 /// The shape of the volume as `(planes, rows per plane, columns)`; a 2D image has one plane.
 #[derive(Debug, Clone, Copy)]
@@ -49,9 +47,9 @@ impl Geometry {
 /// The runs of a band of consecutive rows.
 pub(crate) struct Runs<A> {
     /// `row_ptr[i]..row_ptr[i + 1]` are the runs of the band's row `i`.
-    row_ptr: Vec<u32>,
-    starts: Vec<u32>,
-    ends: Vec<u32>,
+    pub(super) row_ptr: Vec<u32>,
+    pub(super) starts: Vec<u32>,
+    pub(super) ends: Vec<u32>,
     values: Vec<A>,
 }
 
@@ -77,7 +75,7 @@ pub(crate) struct BlockMasks {
 
 impl<A> Runs<A> {
     /// No runs yet, with room for `rows` rows and `runs` runs.
-    fn with_capacity(rows: usize, runs: usize) -> Self {
+    pub(super) fn with_capacity(rows: usize, runs: usize) -> Self {
         let mut row_ptr = buffer::with_capacity(rows + 1);
         row_ptr.push(0);
         Runs {
@@ -105,92 +103,11 @@ impl<A> Runs<A> {
     }
 }
 
-/// The runs of a band of consecutive rows, with a union-find forest over them.
-pub(crate) struct Band<A> {
-    /// The rows this band covers.
-    pub rows: Range<usize>,
-    pub runs: Runs<A>,
-    /// Parent links in band-local run indices.
-    pub parent: Vec<u32>,
-}
-
 /// One row in this many is scanned to estimate the number of runs of a band.
 const SAMPLE_STRIDE: usize = 61;
 
-impl<A: MaskElement> Band<A> {
-    /// Extracts the runs of `rows` from the C-ordered `data` and joins those that touch inside
-    /// the band. Returns `None` when the band has more than `max_runs` runs.
-    pub fn scan(
-        data: &[A],
-        geom: Geometry,
-        rows: Range<usize>,
-        connectivity: Connectivity,
-        max_runs: usize,
-    ) -> Option<Self> {
-        // Reserve what a sample of the rows predicts: growing by doubling costs dense masks
-        // dearly, and reserving for the densest mask costs sparse ones (tens of MiB mapped, and
-        // sometimes cleared by the allocator, on every call).
-        let capacity = estimate_runs(data, geom.nx, rows.clone()).min(max_runs);
-        let mut runs = Runs::with_capacity(rows.len(), capacity);
-        let mut parent = buffer::with_capacity(capacity);
-        let mut joiner = RowJoiner::new(geom, rows.start, connectivity);
-        for row in rows.clone() {
-            let first = runs.len();
-            scan_row(&data[row * geom.nx..(row + 1) * geom.nx], &mut runs, joiner.masks_mut(row));
-            if runs.len() > max_runs {
-                return None;
-            }
-            runs.row_ptr.push(runs.len() as u32);
-            if runs.len() > first {
-                parent.extend(first as u32..runs.len() as u32);
-                joiner.join(&mut parent, data, &runs, row);
-            }
-        }
-        Some(Band { rows, runs, parent })
-    }
-
-    /// The runs of global row `row` (inside this band), numbered from `offset`.
-    #[inline]
-    pub fn row(&self, row: usize, offset: u32) -> RowRuns<'_, A> {
-        self.runs.row(row - self.rows.start, offset)
-    }
-
-    /// Writes the band's rows into `out` (the band's part of a C-ordered output), run `k` taking
-    /// `labels[k]`. When `zeroed` is set, `out` is known to be all zeros and the background is not
-    /// written.
-    ///
-    /// Short runs are written without a branch on their length: [`SHORT_WRITE`] copies of the label
-    /// from the run's start, then as many zeros from its end. Runs are written in order, so each
-    /// run's zeros wipe what its own labels wrote past its end, and the next run's labels
-    /// overwrite those zeros where it starts. Longer runs, and runs near the end of the row, are
-    /// filled.
-    pub fn write(&self, labels: &[u32], out: &mut [u32], nx: usize, zeroed: bool) {
-        let runs = &self.runs;
-        for (i, out_row) in out.chunks_exact_mut(nx).enumerate() {
-            let row_runs = runs.row_ptr[i] as usize..runs.row_ptr[i + 1] as usize;
-            if !zeroed {
-                out_row.fill(0);
-            }
-            let (starts, ends) = (&runs.starts[row_runs.clone()], &runs.ends[row_runs.clone()]);
-            for ((&start, &end), &label) in starts.iter().zip(ends).zip(&labels[row_runs]) {
-                let (start, end) = (start as usize, end as usize);
-                match out_row.get_mut(start..end + SHORT_WRITE) {
-                    Some(span) if end - start <= SHORT_WRITE => {
-                        span[..SHORT_WRITE].copy_from_slice(&[label; SHORT_WRITE]);
-                        span[end - start..][..SHORT_WRITE].copy_from_slice(&[0; SHORT_WRITE]);
-                    }
-                    _ => out_row[start..end].fill(label),
-                }
-            }
-        }
-    }
-}
-
-/// Runs of at most this many voxels are written with fixed-size stores: see [`Band::write`].
-const SHORT_WRITE: usize = 8;
-
 /// An estimate of the runs of `rows` from a sample of them, with a margin.
-fn estimate_runs<A: MaskElement>(data: &[A], nx: usize, rows: Range<usize>) -> usize {
+pub(super) fn estimate_runs<A: MaskElement>(data: &[A], nx: usize, rows: Range<usize>) -> usize {
     let mut sample = Runs::with_capacity(0, 0);
     let mut masks = vec![BlockMasks::default(); nx.div_ceil(BLOCK)];
     let mut sampled = 0;
@@ -210,7 +127,7 @@ fn estimate_runs<A: MaskElement>(data: &[A], nx: usize, rows: Range<usize>) -> u
 /// foreground voxel differs from its left neighbour and end where a voxel differs from a
 /// foreground left neighbour, so only the set bits of those two masks are visited.
 #[inline(always)]
-fn scan_row<A: MaskElement>(row: &[A], runs: &mut Runs<A>, masks: &mut [BlockMasks]) {
+pub(super) fn scan_row<A: MaskElement>(row: &[A], runs: &mut Runs<A>, masks: &mut [BlockMasks]) {
     let bg = A::default();
     let (blocks, tail) = row.as_chunks::<BLOCK>();
     let mut last = bg;
@@ -266,7 +183,8 @@ fn scan_block<A: MaskElement>(block: &[A; BLOCK], last: A, base: u32, runs: &mut
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::test_rng::Rng;
+    use rand::rngs::SmallRng;
+    use rand::{RngExt, SeedableRng};
 
     /// The runs of a row, found voxel by voxel.
     pub fn plain_runs(row: &[u8]) -> Vec<(u32, u32, u8)> {
@@ -287,15 +205,15 @@ pub(crate) mod tests {
     }
 
     /// Rows of stretches: background, one value, or noise, each a few voxels to whole blocks long.
-    pub fn random_row(rng: &mut Rng, len: usize, values: u64) -> Vec<u8> {
+    pub fn random_row(rng: &mut SmallRng, len: usize, values: u64) -> Vec<u8> {
         let mut row = Vec::with_capacity(len);
         while row.len() < len {
-            let longest = if rng.below(4) == 0 { 150 } else { 6 };
-            let stretch = 1 + rng.below(longest) as usize;
-            let value = rng.below(values + 1) as u8;
-            let noisy = rng.below(3) == 0;
+            let longest = if rng.random_range(0..4) == 0 { 150 } else { 6 };
+            let stretch = 1 + rng.random_range(0..longest) as usize;
+            let value = rng.random_range(0..values + 1) as u8;
+            let noisy = rng.random_range(0..3) == 0;
             for _ in 0..stretch.min(len - row.len()) {
-                row.push(if noisy { rng.below(values + 1) as u8 } else { value });
+                row.push(if noisy { rng.random_range(0..values + 1) as u8 } else { value });
             }
         }
         row
@@ -340,7 +258,7 @@ pub(crate) mod tests {
 
     #[test]
     fn scan_row_finds_every_run_and_its_masks() {
-        let mut rng = Rng(11);
+        let mut rng = SmallRng::seed_from_u64(11);
         let lengths = [0, 1, 2, 63, 64, 65, 127, 128, 129, 191, 200, 256, 1000];
         for &len in &lengths {
             for values in [1, 2, 5] {
@@ -365,45 +283,5 @@ pub(crate) mod tests {
             }
         }
         assert_eq!(plain_runs(&[0, 2, 1, 1, 0, 3]), vec![(1, 2, 2), (2, 4, 1), (5, 6, 3)]);
-    }
-
-    /// Both ways of writing a run (fixed-size stores for short runs, fills for long ones and at
-    /// the end of the row), into zeroed and into dirty buffers.
-    #[test]
-    fn write_gives_every_voxel_its_run_label() {
-        let mut rng = Rng(12);
-        let (mut short, mut long) = (0, 0);
-        for nx in [1, 5, 9, 64, 300] {
-            for rows in [1, 7] {
-                for values in [1, 3] {
-                    for _ in 0..20 {
-                        let data: Vec<u8> = (0..rows).flat_map(|_| random_row(&mut rng, nx, values)).collect();
-                        let geom = Geometry { nz: 1, ny: rows, nx };
-                        let band = Band::scan(&data, geom, 0..rows, Connectivity::Four, usize::MAX).unwrap();
-                        let labels: Vec<u32> = (0..band.runs.len()).map(|_| rng.next_u64() as u32 | 1).collect();
-                        let mut expected = vec![0u32; data.len()];
-                        for i in 0..rows {
-                            let row_runs = band.runs.row_ptr[i] as usize..band.runs.row_ptr[i + 1] as usize;
-                            for (k, &label) in row_runs.clone().zip(&labels[row_runs]) {
-                                let (start, end) = (band.runs.starts[k] as usize, band.runs.ends[k] as usize);
-                                if end - start <= SHORT_WRITE && end + SHORT_WRITE <= nx {
-                                    short += 1;
-                                } else {
-                                    long += 1;
-                                }
-                                expected[i * nx + start..i * nx + end].fill(label);
-                            }
-                        }
-                        let mut zeroed = vec![0u32; data.len()];
-                        band.write(&labels, &mut zeroed, nx, true);
-                        assert_eq!(zeroed, expected);
-                        let mut dirty = vec![7u32; data.len()];
-                        band.write(&labels, &mut dirty, nx, false);
-                        assert_eq!(dirty, expected);
-                    }
-                }
-            }
-        }
-        assert!(short > 1000 && long > 1000, "{short} short and {long} long runs");
     }
 }
