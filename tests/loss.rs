@@ -641,8 +641,9 @@ fn unreduced_parts_reduce_to_the_loss() {
     let shape = [3, 2, 6, 7];
     let (logits, ids) = random_batch(&mut Rng(77), &shape, 4, 0.3);
     let (x, y) = tensors(shape, &logits, &ids, &device);
-    let parts = BlobLossConfig::new().init().forward_parts(x, y);
-    let u = parts.unreduced;
+    let loss = BlobLossConfig::new().init();
+    let parts = loss.forward_parts(x.clone(), y.clone());
+    let u = loss.forward_no_reduction(x, y);
     close(scalar(u.global.clone().mean()), scalar(parts.global), 1e-6, "global");
     let blob: Vec<f32> = u.blob.into_data().convert::<f32>().try_to_vec().unwrap();
     let counts: Vec<f32> = u.instances.into_data().convert::<f32>().try_to_vec().unwrap();

@@ -1,7 +1,11 @@
 //! How network outputs become probabilities.
 
 use burn::config::Config;
-use burn::tensor::{DType, FloatDType, Tensor};
+use burn::tensor::Tensor;
+use burn::tensor::activation::softmax;
+
+use super::sums::SumInput;
+use super::sums::device::exponentiable;
 
 /// The activation that turns the network's outputs into probabilities before the loss.
 ///
@@ -22,8 +26,15 @@ pub enum Activation {
     None,
 }
 
-/// The outputs in a dtype whose exponential the device can take, for a softmax: GPU shaders have
-/// no `f64` `exp`, so `f64` outputs off flex (the CPU backend) are cast to `f32`.
-pub(crate) fn exponentiable<const D: usize>(outputs: Tensor<D>, on_flex: bool) -> Tensor<D> {
-    if outputs.dtype() == DType::F64 && !on_flex { outputs.cast(FloatDType::F32) } else { outputs }
+impl Activation {
+    /// What the sums read for `outputs` (`[rows, channels, voxels]`-like, channels on axis 1): the
+    /// logits themselves with a sigmoid (the sums take the sigmoid voxel by voxel), the softmax
+    /// probabilities, or the outputs as they are.
+    pub(crate) fn sum_input<const D: usize>(self, outputs: Tensor<D>) -> (Tensor<D>, SumInput) {
+        match self {
+            Activation::Sigmoid => (outputs, SumInput::Logits),
+            Activation::Softmax => (softmax(exponentiable(outputs), 1), SumInput::Probabilities),
+            Activation::None => (outputs, SumInput::Probabilities),
+        }
+    }
 }

@@ -3,20 +3,16 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{FloatDType, Int, Tensor};
 
-use super::activation::exponentiable;
+use super::sums::device::exponentiable;
 
 /// The categorical cross-entropy of softmax outputs against the classes of the instance maps (see
 /// [`BlobLossConfig::categorical_cross_entropy`](super::BlobLossConfig::categorical_cross_entropy)),
 /// averaged over the voxels that are not ignored (negative ids), shape `[1]`.
-pub(crate) fn categorical_cross_entropy<const D: usize>(
-    outputs: Tensor<D>,
-    instances: Tensor<D, Int>,
-    on_flex: bool,
-) -> Tensor<1> {
+pub(crate) fn categorical_cross_entropy<const D: usize>(outputs: Tensor<D>, instances: Tensor<D, Int>) -> Tensor<1> {
     let dims = outputs.dims();
     let [batch, channels] = [dims[0], dims[1]];
     let voxels: usize = dims[2..].iter().product();
-    let outputs = exponentiable(outputs, on_flex);
+    let outputs = exponentiable(outputs);
     let dtype = FloatDType::from(outputs.dtype());
     let log_p = log_softmax(outputs.reshape([batch, channels, voxels]), 1);
     let ids = instances.reshape([batch, channels, voxels]);

@@ -1,12 +1,16 @@
-//! The false-positive components of a prediction: the connected components of the thresholded
-//! outputs that hold no ground-truth voxel, for the prediction term of
-//! [`BlobLoss`](super::BlobLoss).
+//! The false-positive term, from the prediction's components to its score: the connected
+//! components of the thresholded outputs that hold no ground-truth voxel
+//! ([`false_positive_components`]), their sums (over the voxels the [bin map](super::bins) found
+//! them on), and the term `sum(p sg(p)) / sg(sum p)` of each, averaged per `(element, channel)`.
 
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use ndarray::{ArrayD, IxDyn};
 
 use super::activation::Activation;
+use super::bins::{FalsePositiveVoxels, bin_ids, negative_component};
+use super::reduce::region_means;
+use super::sums::{Engine, InstanceSumsSpec, Statistic, SumInput, sums_unchecked};
 use super::targets::check_shapes;
 use crate::Error;
 use crate::components::{Connectivity, label_batch};
@@ -103,4 +107,76 @@ pub fn false_positive_components<const D: usize>(
         }
     }
     Ok(Tensor::from_data(TensorData::new(ids, dims.to_vec()), &device))
+}
+
+/// The false-positive term of every `(element, channel)`, `[B, C]`, and its number of components,
+/// `[B, C]`; `None` when no row has a component.
+///
+/// `values` are the outputs as the main sums take them (`[rows, voxels]`, with `input`); every
+/// component `j` gets `sum(p sg(p)) / sg(sum p)` over its voxels (`sg`: no gradient), whose
+/// gradient pushes each voxel down by `p / sum(p)`, the same pull for a 5-voxel and a 5,000-voxel
+/// false positive.
+///
+/// # Errors
+/// For a map of its own: [`Error::InvalidArgument`] for a negative component id,
+/// [`Error::TooManyInstances`].
+pub(crate) fn false_positive_rows(
+    voxels: FalsePositiveVoxels,
+    values: Tensor<2>,
+    input: SumInput,
+    engine: Engine,
+    max_bins: usize,
+    [batch, channels]: [usize; 2],
+) -> Result<Option<(Tensor<2>, Tensor<2>)>, Error> {
+    let Some([p, p2, size]) = component_sums(voxels, values, input, engine, max_bins)? else {
+        return Ok(None);
+    };
+    // d/dp of p^2 / (2 sg(sum p)) is p / sum p; its detached copy doubles the value to
+    // sum(p^2) / sum(p).
+    let half = p2 / (p.detach().clamp_min(f64::from(f32::MIN_POSITIVE)) * 2.0);
+    let per_component = half.clone() + half.detach();
+    Ok(Some(region_means(per_component, size, batch, channels)))
+}
+
+/// The sums of `p`, `p^2` and the voxel count of every component, `[rows, components]` each;
+/// `None` without components.
+fn component_sums(
+    voxels: FalsePositiveVoxels,
+    values: Tensor<2>,
+    input: SumInput,
+    engine: Engine,
+    max_bins: usize,
+) -> Result<Option<[Tensor<2>; 3]>, Error> {
+    let [rows, _] = values.dims();
+    // The sums' rows, their first component bin, the components per row.
+    let (values, ids, spec, first, components) = match voxels {
+        FalsePositiveVoxels::None => return Ok(None),
+        // One pass over the listed voxels alone.
+        #[cfg(feature = "flex")]
+        FalsePositiveVoxels::Listed { components, voxels, bins } => {
+            let n = voxels.dims()[0];
+            let picked = values.reshape([-1]).select(0, voxels).reshape([1, n]);
+            (picked, bins, InstanceSumsSpec::new(input, rows * components), 0, components)
+        }
+        // One pass over every voxel; bin 0 (most of the volume) is skipped.
+        FalsePositiveVoxels::Map(map) => {
+            let ids = bin_ids(map, max_bins, 3).map_err(|e| match e {
+                Error::NegativeInstanceId { value } => negative_component(value),
+                e => e,
+            })?;
+            if ids.bins == 1 {
+                return Ok(None);
+            }
+            let spec = InstanceSumsSpec::new(input, ids.bins).with_foreground_end(1).with_skip_background(true);
+            (values, ids.ids, spec, 1, ids.bins - 1)
+        }
+    };
+    // Every component has target 0 (no cross-entropy is summed).
+    let spec = spec.with_squares(true);
+    let sums = sums_unchecked(values, ids, spec, engine);
+    let [sum_rows, _, bins] = sums.dims();
+    Ok(Some([Statistic::Probability, Statistic::Square, Statistic::Count].map(|s| {
+        let i = spec.index(s).expect("summed");
+        sums.clone().slice([0..sum_rows, i..i + 1, first..bins]).reshape([rows, components])
+    })))
 }

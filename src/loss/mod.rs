@@ -33,25 +33,24 @@
 
 mod activation;
 mod base;
+mod bins;
 mod blob;
+mod blob_term;
 mod categorical;
+mod config;
 mod convert;
 mod false_positives;
-#[cfg(feature = "flex")]
-mod fast_math;
-#[cfg(feature = "flex")]
-mod host_regions;
-mod ids;
+mod global_term;
 mod output;
 mod partition;
 mod reduce;
-mod regions;
 pub mod sums;
 mod targets;
 
 pub use activation::Activation;
 pub use base::BaseLossConfig;
-pub use blob::{BlobLoss, BlobLossConfig, MAX_BINS};
+pub use blob::BlobLoss;
+pub use config::{BlobLossConfig, MAX_BINS};
 pub use convert::instances_to_tensor;
 pub use false_positives::false_positive_components;
 pub use output::{BlobLossOutput, UnreducedParts};

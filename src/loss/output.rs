@@ -1,8 +1,8 @@
-//! What the loss returns: the total, its parts, and the terms before the means.
+//! What the loss returns: the total and its parts, or the terms before the means.
 
 use burn::tensor::Tensor;
 
-/// The blob loss, its two unweighted parts and the count behind the blob mean.
+/// The blob loss, its unweighted parts and the count behind the blob mean.
 ///
 /// All three losses are differentiable: backpropagate `total`, or any weighted combination of
 /// `global` and `blob` (a schedule of the weights, a warm-up).
@@ -43,12 +43,11 @@ pub struct BlobLossOutput {
     /// How many batch elements have at least one instance (the denominator of the blob mean),
     /// shape `[1]`, as a float without gradient.
     pub elements_with_instances: Tensor<1>,
-    /// The terms before the means over elements and channels, for reductions of your own.
-    pub unreduced: UnreducedParts,
 }
 
-/// The terms of every `(element, channel)` before the means ([`BlobLossOutput::unreduced`]),
-/// unweighted (no class weights), differentiable.
+/// The terms of every `(element, channel)` before the means
+/// ([`BlobLoss::forward_no_reduction`](super::BlobLoss::forward_no_reduction)), unweighted (no
+/// class weights), differentiable.
 ///
 /// # Example
 /// ```
@@ -58,7 +57,7 @@ pub struct BlobLossOutput {
 /// let device = Device::flex();
 /// let logits = Tensor::<4>::zeros([2, 1, 1, 4], &device);
 /// let instances = Tensor::<4, Int>::from_ints([[[[1, 0, 2, 0]]], [[[0, 0, 0, 0]]]], &device);
-/// let unreduced = BlobLossConfig::new().init().forward_parts(logits, instances).unreduced;
+/// let unreduced = BlobLossConfig::new().init().forward_no_reduction(logits, instances);
 /// assert_eq!(unreduced.blob.dims(), [2, 1]);
 /// assert_eq!(unreduced.instances.into_data().try_to_vec::<f32>().unwrap(), [2.0, 0.0]);
 /// ```

@@ -1,8 +1,9 @@
 //! What the loss compares the outputs with: the instance map, and the regions some losses need.
 
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use crate::Error;
+use crate::loss::sums::device::int64_kernels;
 
 /// The targets of [`BlobLoss`](super::BlobLoss): the ground-truth instance map, plus the Voronoi
 /// cells of [`Partition::Voronoi`](super::Partition) and, optionally, the false-positive
@@ -95,4 +96,34 @@ pub(crate) fn check_shapes<const D: usize>(
         )));
     }
     Ok(())
+}
+
+impl<const D: usize> LossTargets<D> {
+    /// The maps in a dtype the device's kernels take: `i64` maps on a device without 64-bit
+    /// integer kernels (wgpu without `SHADER_INT64`) are read once and uploaded as `i32`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an id outside the `i32` range on such a device.
+    pub(crate) fn in_kernel_ints(self) -> Result<Self, Error> {
+        let narrow = |map: Tensor<D, Int>, what: &str| -> Result<Tensor<D, Int>, Error> {
+            if map.dtype() != DType::I64 || int64_kernels(&map.device()) {
+                return Ok(map);
+            }
+            let (device, shape) = (map.device(), map.dims().to_vec());
+            let values: Vec<i64> = map.into_data().convert::<i64>().try_to_vec().expect("converted to i64");
+            let narrow = values.iter().map(|&id| i32::try_from(id)).collect::<Result<Vec<i32>, _>>().map_err(|_| {
+                let id = values.iter().find(|&&id| i32::try_from(id).is_err()).copied().unwrap_or_default();
+                Error::InvalidArgument(format!(
+                    "{what} id {id} is outside the i32 range, and this device has no 64-bit integer \
+                     kernels (wgpu without SHADER_INT64): renumber the ids from 1 (components::label does)"
+                ))
+            })?;
+            Ok(Tensor::from_data(TensorData::new(narrow, shape), (&device, DType::I32)))
+        };
+        Ok(Self {
+            instances: narrow(self.instances, "instance")?,
+            cells: self.cells.map(|map| narrow(map, "cell")).transpose()?,
+            false_positives: self.false_positives.map(|map| narrow(map, "false-positive component")).transpose()?,
+        })
+    }
 }

@@ -24,12 +24,12 @@ use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, zeros_client};
 use burn_cubecl::ops::reshape;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::features::AtomicUsage;
-use cubecl::ir::{ElemType, FloatKind};
+use cubecl::ir::{ElemType, FloatKind, IntKind};
 use cubecl::prelude::*;
 use cubecl::{CubeDim, calculate_cube_count_elemwise};
 
 use super::InstanceSumsBackend;
-use super::spec::{InstanceSumsSpec, MAX_LOGIT_CROSS_ENTROPY, PROBABILITY_FLOOR, SumInput};
+use super::spec::{InstanceSumsSpec, MAX_F32_CHUNK_BINS, MAX_LOGIT_CROSS_ENTROPY, PROBABILITY_FLOOR, SumInput};
 
 /// Units per workgroup of the sums kernel.
 const UNITS: u32 = 256;
@@ -37,8 +37,6 @@ const UNITS: u32 = 256;
 const PER_UNIT: u32 = 16;
 /// Voxels per workgroup.
 const TILE: u32 = UNITS * PER_UNIT;
-/// The most `f32` chunk bins (rows x chunks x statistics x bins) one call allocates.
-const MAX_CHUNK_BINS: usize = 1 << 24;
 /// The most voxels one chunk's bins take, when the bins leave room for it.
 const CHUNK_VOXELS: usize = 1 << 16;
 
@@ -49,6 +47,12 @@ pub(crate) enum AtomicAdd {
     Native,
     /// Emulated with a compare-and-swap loop on the bits.
     CompareAndSwap,
+}
+
+/// Whether the device of `client` runs kernels on 64-bit integers (wgpu needs the adapter's
+/// `SHADER_INT64`, which lavapipe and some GPUs lack).
+pub(crate) fn int64_kernels(client: &Client) -> bool {
+    client.properties().supports_type(ElemType::Int(IntKind::I64))
 }
 
 /// The float atomic add the device of `client` offers.
@@ -69,7 +73,7 @@ impl InstanceSumsBackend for CubeBackend {
         let tiles = voxels.div_ceil(TILE as usize).max(1);
         // Tiles per chunk: at least CHUNK_VOXELS per chunk's worth where the bins allow it.
         let per_row_chunk = stats * bins;
-        let max_chunks = (MAX_CHUNK_BINS / (rows * per_row_chunk).max(1)).clamp(1, tiles);
+        let max_chunks = (MAX_F32_CHUNK_BINS / (rows * per_row_chunk).max(1)).clamp(1, tiles);
         let tiles_per_chunk = tiles.div_ceil(max_chunks).max((CHUNK_VOXELS / TILE as usize).min(tiles)).max(1);
         let chunks = tiles.div_ceil(tiles_per_chunk);
         let chunk_bins =

@@ -22,18 +22,21 @@
 mod autodiff;
 #[cfg(feature = "cube")]
 mod cube;
+pub(crate) mod device;
 #[cfg(feature = "flex")]
 mod flex;
+#[cfg(feature = "flex")]
+pub(crate) mod host;
 mod scatter;
 mod spec;
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Backend, DispatchDevice, backend_extension};
-use burn::tensor::{Device, Int, Tensor};
+use burn::backend::{Backend, backend_extension};
+use burn::tensor::{Int, Tensor};
 
-pub(crate) use scatter::scatter_sums;
-#[cfg(all(feature = "flex", test))]
-pub(crate) use spec::cross_entropy;
+use device::has_fused_op;
+pub use device::native_float_atomics;
+use scatter::scatter_sums;
 pub use spec::{InstanceSumsSpec, MAX_LOGIT_CROSS_ENTROPY, PROBABILITY_FLOOR, Statistic, SumInput};
 
 use crate::Error;
@@ -159,30 +162,6 @@ pub(crate) fn sums_unchecked(
     Tensor::from_dispatch(sums)
 }
 
-/// Whether this build has the fused op for the device's backend.
-pub(crate) fn has_fused_op(device: &Device) -> bool {
-    let device = device.clone().without_autodiff();
-    #[allow(unreachable_patterns)]
-    match device.as_dispatch() {
-        #[cfg(feature = "flex")]
-        DispatchDevice::Flex(_) => true,
-        #[cfg(feature = "cube")]
-        DispatchDevice::Cube(_) => true,
-        _ => false,
-    }
-}
-
-/// Whether the device is burn's CPU backend, flex (which every read reaches for free).
-pub(crate) fn is_flex(device: &Device) -> bool {
-    #[cfg(feature = "flex")]
-    return matches!(device.clone().without_autodiff().as_dispatch(), DispatchDevice::Flex(_));
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = device;
-        false
-    }
-}
-
 /// The smallest and largest id, in one host read (0 and 0 for an empty map).
 ///
 /// # Errors
@@ -200,37 +179,10 @@ pub(crate) fn id_range<const D: usize>(ids: &Tensor<D, Int>) -> Result<(i64, i64
     Ok((extremes[0], extremes[1]))
 }
 
-impl InstanceSumsSpec {
-    /// The shape of the sums for outputs of shape `x` (`[rows, voxels]`), for kernel fusion.
-    #[cfg(feature = "cube")]
-    fn output_shape(&self, x: &burn::tensor::Shape) -> burn::tensor::Shape {
-        burn::tensor::Shape::new([x[0], self.statistics(), self.bins])
-    }
-}
-
-/// Whether the cube kernel adds instance runs with the device's native `f32` atomics (`true`) or
-/// a compare-and-swap loop (`false`); `None` for devices it does not run on (flex takes host
-/// passes). For benchmarks and diagnostics.
-///
-/// # Example
-/// ```
-/// use blob_loss::loss::sums::native_float_atomics;
-/// use burn::tensor::Device;
-///
-/// assert_eq!(native_float_atomics(&Device::flex()), None);
-/// ```
-pub fn native_float_atomics(device: &Device) -> Option<bool> {
-    #[allow(unreachable_patterns)]
-    match device.clone().without_autodiff().as_dispatch() {
-        #[cfg(feature = "cube")]
-        DispatchDevice::Cube(cube_device) => Some(cube::atomic_add(&cube_device.client()) == cube::AtomicAdd::Native),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Device;
 
     #[test]
     fn bad_inputs_are_clear_errors() {

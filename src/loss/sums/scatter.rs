@@ -4,33 +4,49 @@
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{DType, FloatDType, IndexingUpdateOp, Int, Tensor};
 
-use super::is_flex;
-use super::spec::{InstanceSumsSpec, MAX_LOGIT_CROSS_ENTROPY, PROBABILITY_FLOOR, SumInput};
-
-/// The most `f32` accumulators (rows x chunks x bins) per statistic on backends that sum in `f32`.
-const MAX_CHUNKED_BINS: usize = 1 << 24;
+use super::device::host_backed;
+use super::spec::{InstanceSumsSpec, MAX_F32_CHUNK_BINS, MAX_LOGIT_CROSS_ENTROPY, PROBABILITY_FLOOR, SumInput};
 
 /// Voxels per accumulation chunk on backends that accumulate in `f32` (GPU): short enough that
 /// the `f32` sum of one chunk stays exact to about `1e-7` relative.
 const GPU_CHUNK: usize = 1 << 14;
 
+/// The most voxels one scatter row takes on a GPU. burn 0.22.1's cube scatter on devices without
+/// float atomic adds (one unit per output row; wgpu on lavapipe) adds only the first 65,535
+/// values of a row (measured: 2^21 ones gave 65,535), so every chunk is one row of its own,
+/// below that. Where the bins are so many that this exceeds [`MAX_F32_CHUNK_BINS`], correctness
+/// wins over the buffer size.
+const GPU_SCATTER_ROW: usize = 1 << 15;
+
 /// [`instance_sums`](super::instance_sums) with `scatter(Add)` into bins: `f64` bins on flex;
-/// elsewhere `f32` bins per chunk of voxels, summed afterwards, so that large sums do not drift.
+/// elsewhere `f32` bins per chunk of voxels (each chunk a row of the scatter, zero-padded to
+/// whole chunks), summed afterwards, so that large sums do not drift.
 /// Per-voxel statistics are computed in `f32` (GPU shaders have no `f64` `exp`), or in `f64` for
 /// `f64` values on flex.
 pub(crate) fn scatter_sums(values: Tensor<2>, ids: Tensor<2, Int>, spec: InstanceSumsSpec) -> Tensor<3> {
     let [rows, voxels] = values.dims();
     let bins = spec.bins;
     let device = values.device();
-    let on_flex = is_flex(&device);
+    let on_flex = host_backed(&device);
     let compute = if on_flex && values.dtype() == DType::F64 { FloatDType::F64 } else { FloatDType::F32 };
     let (accumulate, chunk) = if on_flex {
         (FloatDType::F64, voxels.max(1))
     } else {
-        let chunks_fitting = (MAX_CHUNKED_BINS / (rows * bins).max(1)).max(1);
-        (FloatDType::F32, GPU_CHUNK.max(voxels.div_ceil(chunks_fitting)))
+        let chunks_fitting = (MAX_F32_CHUNK_BINS / (rows * bins).max(1)).max(1);
+        (FloatDType::F32, GPU_CHUNK.max(voxels.div_ceil(chunks_fitting)).min(GPU_SCATTER_ROW))
     };
     let chunks = voxels.div_ceil(chunk).max(1);
+    // `[rows, voxels]` as `[rows * chunks, chunk]`, the tail padded with zeros (bin 0, value 0:
+    // the padding adds nothing, the voxel count included).
+    let padding = chunks * chunk - voxels;
+    let chunked = |t: Tensor<2>| -> Tensor<2> {
+        if chunks == 1 {
+            return t;
+        }
+        let t =
+            if padding > 0 { Tensor::cat(vec![t.clone(), t.zeros_like().slice([0..rows, 0..padding])], 1) } else { t };
+        t.reshape([rows * chunks, chunk])
+    };
     let x = values.cast(compute);
     let mut target = ids.clone().greater_elem(0);
     if let Some(end) = spec.foreground_end {
@@ -44,16 +60,19 @@ pub(crate) fn scatter_sums(values: Tensor<2>, ids: Tensor<2, Int>, spec: Instanc
     let slots = if chunks == 1 {
         ids
     } else {
-        let offsets =
-            Tensor::<1, Int>::arange(0..voxels as i64, &device).div_scalar(chunk as i64).mul_scalar(bins as i64);
-        ids + offsets.unsqueeze::<2>()
+        let ids = if padding > 0 {
+            Tensor::cat(vec![ids.clone(), ids.zeros_like().slice([0..rows, 0..padding])], 1)
+        } else {
+            ids
+        };
+        ids.reshape([rows * chunks, chunk])
     };
     let scatter = |values: Tensor<2>| -> Tensor<2> {
         let dtype: DType = accumulate.into();
-        let per_chunk = Tensor::<2>::zeros([rows, chunks * bins], (&device, dtype)).scatter(
+        let per_chunk = Tensor::<2>::zeros([rows * chunks, bins], (&device, dtype)).scatter(
             1,
             slots.clone(),
-            values.cast(accumulate),
+            chunked(values.cast(accumulate)),
             IndexingUpdateOp::Add,
         );
         if chunks == 1 { per_chunk } else { per_chunk.reshape([rows, chunks, bins]).sum_dim(1).reshape([rows, bins]) }

@@ -83,6 +83,11 @@ pub struct InstanceSumsSpec {
     pub skip_background: bool,
 }
 
+/// The most `f32` accumulators one buffer of a GPU pass holds (the cube kernel: rows x chunks x
+/// statistics x bins in one buffer; the scatter engine: rows x chunks x bins, one buffer per
+/// statistic). The sums are kept per chunk of voxels, so that no `f32` bin adds up too many.
+pub(crate) const MAX_F32_CHUNK_BINS: usize = 1 << 24;
+
 impl InstanceSumsSpec {
     /// Probability and count sums only, for `bins` bins.
     pub fn new(input: SumInput, bins: usize) -> Self {
@@ -128,6 +133,12 @@ impl InstanceSumsSpec {
     /// The number of statistics per bin.
     pub fn statistics(&self) -> usize {
         2 + usize::from(self.squares) + usize::from(self.cross_entropy)
+    }
+
+    /// The shape of the sums for outputs of shape `x` (`[rows, voxels]`), for kernel fusion.
+    #[cfg(feature = "cube")]
+    pub(crate) fn output_shape(&self, x: &burn::tensor::Shape) -> burn::tensor::Shape {
+        burn::tensor::Shape::new([x[0], self.statistics(), self.bins])
     }
 
     /// Where a statistic sits along the output's axis 1, if computed.

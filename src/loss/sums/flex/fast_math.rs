@@ -6,7 +6,7 @@
 //! the last place of the same functions computed with the library in `f64` (tested below over
 //! the whole useful range).
 
-use super::sums::{MAX_LOGIT_CROSS_ENTROPY, PROBABILITY_FLOOR};
+use super::super::spec::{MAX_LOGIT_CROSS_ENTROPY, PROBABILITY_FLOOR};
 
 /// `exp(x)` for `x` in `[-87, 88]` (callers clamp), about 1 ulp from the correctly rounded one.
 #[inline(always)]
@@ -172,7 +172,7 @@ mod tests {
             let x = f32::from_bits(bits);
             for x in [x, -x] {
                 for target in [false, true] {
-                    let expected = crate::loss::sums::cross_entropy(SumInput::Logits, f64::from(x), target);
+                    let expected = crate::loss::sums::spec::cross_entropy(SumInput::Logits, f64::from(x), target);
                     // Below e^-87 the value is flushed to about 2e-38: absolute error there.
                     let e = error(logit_cross_entropy(x, target), expected, 1e-30);
                     if e > worst {
@@ -197,7 +197,7 @@ mod tests {
         for bits in (0..=1f32.to_bits()).step_by(41) {
             let p = f32::from_bits(bits);
             for target in [false, true] {
-                let expected = crate::loss::sums::cross_entropy(SumInput::Probabilities, f64::from(p), target);
+                let expected = crate::loss::sums::spec::cross_entropy(SumInput::Probabilities, f64::from(p), target);
                 // Below 1e-9 absolute: `1 - p` in the f64 reference rounds where `p` < 1e-16.
                 worst = worst.max(error(probability_cross_entropy(p, target), expected, 1e-9));
             }

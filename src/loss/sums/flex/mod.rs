@@ -6,31 +6,27 @@
 //! lookup per voxel. The backward pass reads every voxel once more, a span of 256 voxels at a
 //! time: an all-background span in one branch-free loop, any other with its voxels' bin
 //! gradients gathered first (those of the statistics summed only) and then one loop over the span.
-//! Inputs in `f32` use a vectorisable sigmoid and cross-entropy
-//! ([`fast_math`](crate::loss::fast_math)); `f64` inputs are computed in `f64` (finite
-//! differences); `f16` and `bf16` go through `f32`.
+//! Inputs in `f32` use a vectorisable sigmoid and cross-entropy ([`fast_math`]); `f64` inputs
+//! are computed in `f64` (finite differences); `f16` and `bf16` go through `f32`.
 //!
 //! Whether the inputs are logits or probabilities is a const parameter of the loops, and each
-//! task runs through [`pulp`]'s run-time dispatch, so the loops vectorise on AVX2 where the CPU
-//! has it (SSE2 otherwise) with the same results.
+//! task runs through [`vectorised`], so the loops vectorise on AVX2 where the CPU has it (SSE2
+//! otherwise) with the same results.
+
+mod fast_math;
 
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::{FloatTensorOps, IntTensorOps};
 use burn::backend::{Bytes, Flex};
 use burn::tensor::{DType, FloatDType, IntDType, Shape};
-use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 use super::InstanceSumsBackend;
+use super::host::{HostId, TASK_VOXELS, vectorised};
 use super::spec::{
     InstanceSumsSpec, PROBABILITY_FLOOR, Statistic, SumInput, cross_entropy, logit_cross_entropy_with_tail,
     softplus_tail,
 };
-use crate::loss::fast_math;
-
-/// Voxels per parallel task, at least: a task spans more voxels when there are more bins, so that
-/// the per-task sums never take more memory than the input.
-const CHUNK: usize = 1 << 15;
 
 /// Voxels per block: a block of background voxels is summed in independent lanes, without a bin
 /// lookup per voxel.
@@ -124,34 +120,15 @@ impl Ids<'_> {
     }
 }
 
-/// An instance id read on the host: a bin index (checked in range by the caller).
-trait InstanceId: Copy + Send + Sync {
-    fn bin(self) -> usize;
-}
-
-impl InstanceId for i32 {
-    #[inline(always)]
-    fn bin(self) -> usize {
-        self as usize
-    }
-}
-
-impl InstanceId for i64 {
-    #[inline(always)]
-    fn bin(self) -> usize {
-        self as usize
-    }
-}
-
 /// Whether ids (a block, a span) are all background, without a branch per id.
 #[inline(always)]
-fn all_background<I: InstanceId>(ids: &[I]) -> bool {
+fn all_background<I: HostId>(ids: &[I]) -> bool {
     ids.iter().fold(0, |any, id| any | id.bin()) == 0
 }
 
 /// The bin of a block whose ids are all equal, found without a branch per id.
 #[inline(always)]
-fn uniform<I: InstanceId>(ids: &[I; BLOCK]) -> Option<usize> {
+fn uniform<I: HostId>(ids: &[I; BLOCK]) -> Option<usize> {
     let first = ids[0].bin();
     (ids.iter().fold(0, |any, id| any | (id.bin() ^ first)) == 0).then_some(first)
 }
@@ -260,20 +237,21 @@ real!(
     logit_cross_entropy_with_tail
 );
 
-/// Voxels per task for `bins` bins.
+/// Voxels per task for `bins` bins: more when there are more bins, so that the per-task sums
+/// never take more memory than the input.
 fn task_len(bins: usize) -> usize {
-    CHUNK.max(bins)
+    TASK_VOXELS.max(bins)
 }
 
 /// The sums, `[rows, statistics, bins]` row-major, of `x` and `ids` (`[rows, voxels]`).
-fn sums<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], rows: usize) -> Vec<f64> {
+fn sums<R: Real, I: HostId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], rows: usize) -> Vec<f64> {
     match spec.input {
         SumInput::Logits => sums_of::<true, R, I>(spec, x, ids, rows),
         SumInput::Probabilities => sums_of::<false, R, I>(spec, x, ids, rows),
     }
 }
 
-fn sums_of<const LOGITS: bool, R: Real, I: InstanceId>(
+fn sums_of<const LOGITS: bool, R: Real, I: HostId>(
     spec: InstanceSumsSpec,
     x: &[R],
     ids: &[I],
@@ -287,9 +265,15 @@ fn sums_of<const LOGITS: bool, R: Real, I: InstanceId>(
         .zip(ids.par_chunks(voxels))
         .enumerate()
         .flat_map(|(row, (x, ids))| {
-            x.par_chunks(len)
-                .zip(ids.par_chunks(len))
-                .map(move |(x, ids)| (row, Arch::new().dispatch(SumTask::<LOGITS, R, I> { spec, x, ids })))
+            x.par_chunks(len).zip(ids.par_chunks(len)).map(move |(x, ids)| {
+                (
+                    row,
+                    vectorised(
+                        #[inline(always)]
+                        || sum_task::<LOGITS, R, I>(spec, x, ids),
+                    ),
+                )
+            })
         })
         .collect();
     let mut all = vec![0f64; rows * per_row];
@@ -299,29 +283,9 @@ fn sums_of<const LOGITS: bool, R: Real, I: InstanceId>(
     all
 }
 
-/// One task of [`sums`]: `[statistic][bin]` sums of a stretch of one row.
-///
-/// A [`WithSimd`] operation: [`Arch::dispatch`] runs it compiled for the widest vector
-/// instructions the CPU offers (AVX2 where the CPU has it, found at run time; SSE2 otherwise), and
-/// the loops over voxels inlined into it vectorise on them. No fused multiply-adds are formed
-/// (Rust does not contract floating-point operations): every path gives the same bits.
-struct SumTask<'a, const LOGITS: bool, R, I> {
-    spec: InstanceSumsSpec,
-    x: &'a [R],
-    ids: &'a [I],
-}
-
-impl<const LOGITS: bool, R: Real, I: InstanceId> WithSimd for SumTask<'_, LOGITS, R, I> {
-    type Output = Vec<f64>;
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) -> Vec<f64> {
-        sum_task::<LOGITS, R, I>(self.spec, self.x, self.ids)
-    }
-}
-
+/// `[statistic][bin]` sums of a stretch of one row (one task of [`sums`]).
 #[inline(always)]
-fn sum_task<const LOGITS: bool, R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I]) -> Vec<f64> {
+fn sum_task<const LOGITS: bool, R: Real, I: HostId>(spec: InstanceSumsSpec, x: &[R], ids: &[I]) -> Vec<f64> {
     let bins = spec.bins;
     // Where each statistic's bins start in `acc`.
     let at = |s: Statistic| spec.index(s).map(|i| i * bins);
@@ -476,14 +440,14 @@ impl Lanes {
 
 /// The gradient with respect to `x` of a scalar whose gradient with respect to the sums is
 /// `grad` (`[rows, statistics, bins]`).
-fn gradient<R: Real, I: InstanceId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], grad: &[f64], rows: usize) -> Vec<R> {
+fn gradient<R: Real, I: HostId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], grad: &[f64], rows: usize) -> Vec<R> {
     match spec.input {
         SumInput::Logits => gradient_of::<true, R, I>(spec, x, ids, grad, rows),
         SumInput::Probabilities => gradient_of::<false, R, I>(spec, x, ids, grad, rows),
     }
 }
 
-fn gradient_of<const LOGITS: bool, R: Real, I: InstanceId>(
+fn gradient_of<const LOGITS: bool, R: Real, I: HostId>(
     spec: InstanceSumsSpec,
     x: &[R],
     ids: &[I],
@@ -508,42 +472,38 @@ fn gradient_of<const LOGITS: bool, R: Real, I: InstanceId>(
                 })
                 .collect();
             out.par_chunks_mut(len).zip(x.par_chunks(len).zip(ids.par_chunks(len))).for_each(|(out, (x, ids))| {
-                Arch::new().dispatch(GradientTask::<LOGITS, R, I> { spec, out, x, ids, bin_grads: &bin_grads })
+                vectorised(
+                    #[inline(always)]
+                    || gradient_task::<LOGITS, R, I>(spec, out, x, ids, &bin_grads),
+                )
             });
         },
     );
     out
 }
 
-/// One task of [`gradient`]: the gradient of a stretch of one row, from the bin gradients of
-/// that row; dispatched like [`SumTask`].
-struct GradientTask<'a, const LOGITS: bool, R, I> {
+/// The gradient of a stretch of one row from the bin gradients of that row (one task of
+/// [`gradient`]), with the gathers of the statistics summed only.
+#[inline(always)]
+fn gradient_task<const LOGITS: bool, R: Real, I: HostId>(
     spec: InstanceSumsSpec,
-    out: &'a mut [R],
-    x: &'a [R],
-    ids: &'a [I],
-    bin_grads: &'a [BinGradient<R>],
-}
-
-impl<const LOGITS: bool, R: Real, I: InstanceId> WithSimd for GradientTask<'_, LOGITS, R, I> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) {
-        let Self { spec, out, x, ids, bin_grads } = self;
-        match (spec.squares, spec.cross_entropy) {
-            (false, false) => gradient_task::<LOGITS, false, false, R, I>(spec, out, x, ids, bin_grads),
-            (true, false) => gradient_task::<LOGITS, true, false, R, I>(spec, out, x, ids, bin_grads),
-            (false, true) => gradient_task::<LOGITS, false, true, R, I>(spec, out, x, ids, bin_grads),
-            (true, true) => gradient_task::<LOGITS, true, true, R, I>(spec, out, x, ids, bin_grads),
-        }
+    out: &mut [R],
+    x: &[R],
+    ids: &[I],
+    bin_grads: &[BinGradient<R>],
+) {
+    match (spec.squares, spec.cross_entropy) {
+        (false, false) => gradient_span::<LOGITS, false, false, R, I>(spec, out, x, ids, bin_grads),
+        (true, false) => gradient_span::<LOGITS, true, false, R, I>(spec, out, x, ids, bin_grads),
+        (false, true) => gradient_span::<LOGITS, false, true, R, I>(spec, out, x, ids, bin_grads),
+        (true, true) => gradient_span::<LOGITS, true, true, R, I>(spec, out, x, ids, bin_grads),
     }
 }
 
 /// `SQUARES` and `CROSS_ENTROPY`: whether those statistics are summed (their gradients are
 /// gathered per voxel only then: the gathers cost the most outside all-background spans).
 #[inline(always)]
-fn gradient_task<const LOGITS: bool, const SQUARES: bool, const CROSS_ENTROPY: bool, R: Real, I: InstanceId>(
+fn gradient_span<const LOGITS: bool, const SQUARES: bool, const CROSS_ENTROPY: bool, R: Real, I: HostId>(
     spec: InstanceSumsSpec,
     out: &mut [R],
     x: &[R],
@@ -591,7 +551,8 @@ fn gradient_task<const LOGITS: bool, const SQUARES: bool, const CROSS_ENTROPY: b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_rng::Rng;
+    use rand::rngs::SmallRng;
+    use rand::{RngExt, SeedableRng};
 
     fn probability<R: Real>(x: R, input: SumInput) -> R {
         match input {
@@ -602,19 +563,19 @@ mod tests {
 
     /// `rows` rows of `voxels` inputs and ids: long background stretches (whole blocks) and
     /// short instance runs, ids up to `max_id`.
-    fn inputs(rng: &mut Rng, rows: usize, voxels: usize, max_id: u64, input: SumInput) -> (Vec<f64>, Vec<i64>) {
+    fn inputs(rng: &mut SmallRng, rows: usize, voxels: usize, max_id: u64, input: SumInput) -> (Vec<f64>, Vec<i64>) {
         let x = (0..rows * voxels)
             .map(|_| match input {
-                SumInput::Probabilities => rng.unit(),
-                SumInput::Logits => rng.unit() * 16.0 - 8.0,
+                SumInput::Probabilities => rng.random::<f64>(),
+                SumInput::Logits => rng.random::<f64>() * 16.0 - 8.0,
             })
             .collect();
         let mut ids = vec![0i64; rows * voxels];
         let mut i = 0;
         while i < ids.len() {
-            i += rng.below(40) as usize;
-            let id = 1 + rng.below(max_id) as i64;
-            for _ in 0..rng.below(5) {
+            i += rng.random_range(0..40) as usize;
+            let id = 1 + rng.random_range(0..max_id) as i64;
+            for _ in 0..rng.random_range(0..5) {
                 if i < ids.len() {
                     ids[i] = id;
                     i += 1;
@@ -636,8 +597,10 @@ mod tests {
     /// inputs: sums and gradient voxel by voxel against the definitions.
     #[test]
     fn sums_and_gradient_match_a_plain_loop() {
-        let mut rng = Rng(7);
-        for (rows, voxels, max_id) in [(3, 2 * CHUNK + 13, 9), (2, CHUNK + 5, 3 * CHUNK as u64), (1, 7, 2), (4, 1, 1)] {
+        let mut rng = SmallRng::seed_from_u64(7);
+        for (rows, voxels, max_id) in
+            [(3, 2 * TASK_VOXELS + 13, 9), (2, TASK_VOXELS + 5, 3 * TASK_VOXELS as u64), (1, 7, 2), (4, 1, 1)]
+        {
             for input in [SumInput::Logits, SumInput::Probabilities] {
                 let (x, ids) = inputs(&mut rng, rows, voxels, max_id, input);
                 let bins = *ids.iter().max().unwrap() as usize + 1;

@@ -1,9 +1,36 @@
-//! Instance maps made ready for the sums: checked, and compacted where raw ids would waste bins.
+//! The bin map from tensor operations on the device: the maps combined where they are, checked,
+//! and compacted on the host only where raw ids would waste bins.
 
 use burn::tensor::{Int, Tensor, TensorData};
 
-use super::sums::id_range;
+use super::{BinMap, BinMaps, FalsePositiveVoxels, check_bins, distinct_ids, negative_cell, number, unknown_cell};
 use crate::Error;
+use crate::loss::sums::{InstanceSumsSpec, id_range};
+
+/// The bin map of `maps` (see [`bin_map`](super::bin_map)); the false-positive components keep
+/// their own map, their voxels of an instance or ignored left out.
+pub(super) fn bin_map(maps: BinMaps, max_bins: usize, spec: InstanceSumsSpec) -> Result<BinMap, Error> {
+    let BinMaps { instances, cells, false_positives, ignore_negative } = maps;
+    let statistics = spec.statistics();
+    let false_positives = false_positives.map(|map| map.mask_fill(instances.clone().not_equal_elem(0), 0));
+    // Ignored voxels go to one more bin, after all others.
+    let ignored = ignore_negative.then(|| instances.clone().lower_elem(0));
+    let instances = match &ignored {
+        Some(ignored) => instances.mask_fill(ignored.clone(), 0),
+        None => instances,
+    };
+    let BinIds { ids, bins: kept, foreground_end } = match cells {
+        Some(cells) => voronoi_bin_ids(instances, cells, max_bins, statistics)?,
+        None => bin_ids(instances, max_bins, statistics)?,
+    };
+    let (ids, bins) = match ignored {
+        Some(ignored) => (ids.mask_fill(ignored, kept as i64), kept + 1),
+        None => (ids, kept),
+    };
+    let spec = InstanceSumsSpec { bins, ..spec }.with_foreground_end(foreground_end.unwrap_or(kept));
+    let false_positives = false_positives.map_or(FalsePositiveVoxels::None, FalsePositiveVoxels::Map);
+    Ok(BinMap { ids, kept, spec, false_positives })
+}
 
 /// An id map whose ids are in `0..bins` in every row.
 #[derive(Debug)]
@@ -52,50 +79,6 @@ pub(crate) fn bin_ids(ids: Tensor<2, Int>, max_bins: usize, statistics: usize) -
 /// An id map read to the host.
 fn read(ids: Tensor<2, Int>) -> Vec<i64> {
     ids.into_data().convert::<i64>().try_to_vec().expect("converted to i64")
-}
-
-/// The positive ids of a row, sorted, each once.
-pub(crate) fn distinct_ids(row: &[i64]) -> Vec<i64> {
-    let mut distinct: Vec<i64> = row.iter().copied().filter(|&id| id > 0).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    distinct
-}
-
-/// The compact number (`1..`) of `id` among a row's `distinct` ids; 0 when it is not one of them.
-pub(crate) fn number(distinct: &[i64], id: i64) -> i32 {
-    distinct.binary_search(&id).map_or(0, |i| i as i32 + 1)
-}
-
-/// The error for a negative cell id.
-pub(crate) fn negative_cell(value: i64) -> Error {
-    Error::InvalidArgument(format!("negative cell id {value}"))
-}
-
-/// The error for a cell id above the largest instance id, `largest`.
-pub(crate) fn unknown_cell(cell: i64, largest: i64) -> Error {
-    Error::InvalidArgument(format!(
-        "cell id {cell} names no instance (the largest instance id is {largest}): cells hold the ids of the \
-         instances (components::voronoi_batch of the instance map)"
-    ))
-}
-
-/// The error for a negative false-positive component id.
-pub(crate) fn negative_component(value: i64) -> Error {
-    Error::InvalidArgument(format!("negative false-positive component id {value}"))
-}
-
-/// [`Error::TooManyInstances`] when `rows x bins` exceed `max_bins`.
-pub(crate) fn check_bins(rows: usize, bins: usize, max_bins: usize, statistics: usize) -> Result<(), Error> {
-    let total = rows as u128 * bins as u128;
-    if total > max_bins as u128 {
-        return Err(Error::TooManyInstances {
-            bins: total,
-            bytes: total * statistics as u128 * 8,
-            limit: max_bins as u128,
-        });
-    }
-    Ok(())
 }
 
 /// One id map for an instance map and its Voronoi cells (`[rows, voxels]` each): with `M`

@@ -1,123 +1,156 @@
-//! The loss's bin map built in one host pass over its maps, where they are host memory (flex).
+//! The bin map built in one host pass over the maps, where they are host memory (flex).
 //!
-//! Given the instance map and, as the configuration asks, the Voronoi cells and the ignored
-//! voxels (negative ids), every voxel gets one bin:
-//!
-//! | bins | voxels | target |
-//! |---|---|---|
-//! | `0` | background in no cell | 0 |
-//! | `1..=M` | instance `k` | 1 |
-//! | `M + 1..=2M` (with cells) | background of instance `k`'s cell | 0 |
-//! | `kept` (with ignored voxels) | ignored voxels | - |
-//!
-//! The same pass lists the voxels of the prediction's false-positive components (background
-//! voxels only), with each one's component: the loss sums them apart, over those few voxels.
-//!
-//! Instance ids are kept as they are when they are below the number of voxels and the bins fit
-//! (`M` is then the largest id); otherwise each row's ids are renumbered `1..` in increasing
-//! order, as [`bin_ids`](super::ids::bin_ids) does. Components are numbered `0..` in each row in
-//! order of first appearance.
+//! Every voxel gets its bin as the [module](super) documentation lays them out; the same pass
+//! lists the voxels of the prediction's false-positive components (background voxels only), with
+//! each one's component: the loss sums them apart, over those few voxels. Components are numbered
+//! `0..` in each row in order of first appearance.
 
 use std::collections::HashMap;
-use std::ops::Add;
 
+use burn::backend::flex::FlexTensor;
+use burn::backend::{BackendTensor, DispatchTensorKind};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 use foldhash::fast::FixedState;
-use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
-use super::ids::{check_bins, distinct_ids, negative_cell, negative_component, number, unknown_cell};
+use super::{
+    BinMap, BinMaps, FalsePositiveVoxels, check_bins, distinct_ids, negative_cell, negative_component, number,
+    unknown_cell,
+};
 use crate::Error;
+use crate::loss::sums::InstanceSumsSpec;
+use crate::loss::sums::host::{HostId, TASK_VOXELS, vectorised};
 
-/// Voxels per task of the two passes.
-const CHUNK: usize = 1 << 15;
-
-/// An integer id read on the host.
-pub(crate) trait HostId: Copy + Ord + Default + Send + Sync + Into<i64> + Add<Output = Self> {
-    /// `value`, which fits (a bin index below the ids' own largest).
-    fn from_i64(value: i64) -> Self;
+/// The bin map of `maps` (see [`bin_map`](super::bin_map)), from one host pass.
+pub(super) fn bin_map(maps: BinMaps, max_bins: usize, spec: InstanceSumsSpec) -> Result<BinMap, Error> {
+    let [rows, voxels] = maps.instances.dims();
+    let device = maps.instances.device();
+    let statistics = spec.statistics();
+    let instances = HostInts::read(maps.instances);
+    let cells = maps.cells.map(HostInts::read);
+    let false_positives = maps.false_positives.map(HostInts::read);
+    let all_i32 = [Some(&instances), cells.as_ref(), false_positives.as_ref()]
+        .into_iter()
+        .flatten()
+        .all(|map| map.as_i32().is_some());
+    let regions = if all_i32 {
+        host_regions(
+            &HostMaps {
+                instances: instances.as_i32().expect("checked"),
+                cells: cells.as_ref().and_then(HostInts::as_i32),
+                false_positives: false_positives.as_ref().and_then(HostInts::as_i32),
+                ignore_negative: maps.ignore_negative,
+            },
+            rows,
+            voxels,
+            max_bins,
+            statistics,
+        )
+    } else {
+        let (instances, cells, false_positives) =
+            (instances.to_i64(), cells.map(|c| c.to_i64()), false_positives.map(|c| c.to_i64()));
+        host_regions(
+            &HostMaps {
+                instances: &instances,
+                cells: cells.as_deref(),
+                false_positives: false_positives.as_deref(),
+                ignore_negative: maps.ignore_negative,
+            },
+            rows,
+            voxels,
+            max_bins,
+            statistics,
+        )
+    }?;
+    let HostRegions { ids, bins, kept, foreground_end, components, false_positive_voxels, false_positive_bins } =
+        regions;
+    let n = false_positive_voxels.len();
+    let false_positives = if n > 0 {
+        FalsePositiveVoxels::Listed {
+            components,
+            voxels: Tensor::from_data(TensorData::new(false_positive_voxels, vec![n]), (&device, DType::I64)),
+            bins: Tensor::from_data(TensorData::new(false_positive_bins, vec![1, n]), (&device, DType::I32)),
+        }
+    } else {
+        FalsePositiveVoxels::None
+    };
+    let spec = InstanceSumsSpec { bins, ..spec }.with_foreground_end(foreground_end);
+    let ids = Tensor::from_data(TensorData::new(ids, vec![rows, voxels]), (&device, DType::I32));
+    Ok(BinMap { ids, kept, spec, false_positives })
 }
 
-impl HostId for i32 {
-    #[inline(always)]
-    fn from_i64(value: i64) -> Self {
-        value as i32
+/// An id map on the host: flex's own `i32` data, or a copy.
+enum HostInts {
+    Flex(FlexTensor),
+    Data(TensorData),
+}
+
+impl HostInts {
+    fn read(map: Tensor<2, Int>) -> Self {
+        match flex_primitive(map.clone()) {
+            Some(flex) if flex.as_slice::<i32>().is_some() => Self::Flex(flex),
+            _ => Self::Data(map.into_data()),
+        }
+    }
+
+    fn as_i32(&self) -> Option<&[i32]> {
+        match self {
+            Self::Flex(flex) => flex.as_slice(),
+            Self::Data(data) => data.as_slice().ok(),
+        }
+    }
+
+    fn to_i64(&self) -> Vec<i64> {
+        match self {
+            Self::Flex(flex) => flex.as_slice::<i32>().expect("i32").iter().map(|&id| id.into()).collect(),
+            Self::Data(data) => data.iter::<i64>().collect(),
+        }
     }
 }
 
-impl HostId for i64 {
-    #[inline(always)]
-    fn from_i64(value: i64) -> Self {
-        value
-    }
-}
-
-/// One task of the first pass: the [`Scan`] of a stretch.
-///
-/// A [`WithSimd`] operation, like the sums' tasks: [`Arch::dispatch`] runs it compiled for the
-/// widest vector instructions the CPU offers (AVX2 where it has it, found at run time; SSE2
-/// otherwise), and the loops inlined into it vectorise on them.
-struct ScanTask<'a, 'm, I> {
-    maps: &'a HostMaps<'m, I>,
-    range: (usize, usize),
-}
-
-impl<I: HostId> WithSimd for ScanTask<'_, '_, I> {
-    type Output = Scan;
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) -> Scan {
-        Scan::of(self.maps, self.range)
-    }
-}
-
-/// One task of the second pass: [`Plan::write`] on a stretch, dispatched like [`ScanTask`].
-struct WriteTask<'a, 'm, I> {
-    plan: &'a Plan<'a>,
-    maps: &'a HostMaps<'m, I>,
-    row: usize,
-    range: (usize, usize),
-    out: &'a mut [i32],
-}
-
-impl<I: HostId> WithSimd for WriteTask<'_, '_, I> {
-    type Output = (i64, i64);
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, _: S) -> (i64, i64) {
-        self.plan.write(self.maps, self.row, self.range, self.out)
+/// The flex tensor behind an int tensor (on a flex device, with or without autodiff).
+fn flex_primitive(map: Tensor<2, Int>) -> Option<FlexTensor> {
+    let kind = match map.into_dispatch().kind {
+        DispatchTensorKind::Autodiff(inner) => *inner,
+        kind => kind,
+    };
+    #[allow(unreachable_patterns)]
+    match kind {
+        DispatchTensorKind::Flex(BackendTensor::Int(flex)) => Some(flex),
+        _ => None,
     }
 }
 
 /// The maps of one evaluation, `[rows, voxels]` each, row-major.
-pub(crate) struct HostMaps<'a, I> {
-    pub instances: &'a [I],
+struct HostMaps<'a, I> {
+    instances: &'a [I],
     /// Read on background voxels only.
-    pub cells: Option<&'a [I]>,
+    cells: Option<&'a [I]>,
     /// Read on background voxels only: a component's voxels of an instance (or ignored) are left
     /// out of it.
-    pub false_positives: Option<&'a [I]>,
+    false_positives: Option<&'a [I]>,
     /// Whether negative instance ids mark ignored voxels (else they are an error).
-    pub ignore_negative: bool,
+    ignore_negative: bool,
 }
 
-/// The bin map and the layout of its bins (see the [module](self) documentation), and the
+/// The bin map and the layout of its bins (see the [module](super) documentation), and the
 /// false-positive voxels.
 #[derive(Debug, PartialEq)]
-pub(crate) struct HostRegions {
+struct HostRegions {
     /// `[rows, voxels]`, in `0..bins`.
-    pub ids: Vec<i32>,
+    ids: Vec<i32>,
     /// Bins per row.
-    pub bins: usize,
+    bins: usize,
     /// The bins per row the loss keeps: background, instances and cells.
-    pub kept: usize,
+    kept: usize,
     /// `M + 1`: where the instances' bins end.
-    pub foreground_end: usize,
+    foreground_end: usize,
     /// False-positive components per row, `J` (the most any row has).
-    pub components: usize,
+    components: usize,
     /// The false-positive voxels, as indices into the `[rows, voxels]` map, row by row.
-    pub false_positive_voxels: Vec<i64>,
+    false_positive_voxels: Vec<i64>,
     /// The bin of each: `row * J + j` for the row's component `j`.
-    pub false_positive_bins: Vec<i32>,
+    false_positive_bins: Vec<i32>,
 }
 
 /// The bins of `maps` (`rows` rows of `voxels` voxels).
@@ -126,7 +159,7 @@ pub(crate) struct HostRegions {
 /// [`Error::NegativeInstanceId`] (without `ignore_negative`); [`Error::InvalidArgument`] for a
 /// negative cell or component id, or a cell id above the largest instance id;
 /// [`Error::TooManyInstances`] when the bins exceed `max_bins` (or `i32` indices).
-pub(crate) fn host_regions<I: HostId>(
+fn host_regions<I: HostId>(
     maps: &HostMaps<'_, I>,
     rows: usize,
     voxels: usize,
@@ -136,9 +169,17 @@ pub(crate) fn host_regions<I: HostId>(
     let voxels = voxels.max(1);
     let tasks = tasks(rows, voxels);
     // Tasks per row (every row is cut alike).
-    let chunk = CHUNK.min(voxels);
+    let chunk = TASK_VOXELS.min(voxels);
     let per_row = voxels.div_ceil(chunk);
-    let scans: Vec<Scan> = tasks.par_iter().map(|&(_, range)| Arch::new().dispatch(ScanTask { maps, range })).collect();
+    let scans: Vec<Scan> = tasks
+        .par_iter()
+        .map(|&(_, range)| {
+            vectorised(
+                #[inline(always)]
+                || Scan::of(maps, range),
+            )
+        })
+        .collect();
     let total = scans.iter().fold(Scan::default(), |a, b| a.merge(b));
     if total.instance_min < 0 && !maps.ignore_negative {
         return Err(Error::NegativeInstanceId { value: total.instance_min });
@@ -183,7 +224,10 @@ pub(crate) fn host_regions<I: HostId>(
         .flat_map(|(row, out)| out.par_chunks_mut(chunk).enumerate().map(move |(i, out)| (row * per_row + i, out)))
         .map(|(task, out)| {
             let (row, range) = tasks[task];
-            Arch::new().dispatch(WriteTask { plan: &plan, maps, row, range, out })
+            vectorised(
+                #[inline(always)]
+                || plan.write(maps, row, range, out),
+            )
         })
         .reduce(|| (0, 0), |a, b| (a.0.min(b.0), a.1.max(b.1)));
     // The cells, read by the second pass.
@@ -234,9 +278,9 @@ fn false_positive_bins(
     (voxels, bins, components)
 }
 
-/// The tasks of a pass: `(row, voxel range)`, a row cut into stretches of [`CHUNK`] voxels.
+/// The tasks of a pass: `(row, voxel range)`, a row cut into stretches of [`TASK_VOXELS`] voxels.
 fn tasks(rows: usize, voxels: usize) -> Vec<(usize, (usize, usize))> {
-    let chunk = CHUNK.min(voxels);
+    let chunk = TASK_VOXELS.min(voxels);
     (0..rows)
         .flat_map(|row| {
             (0..voxels)
