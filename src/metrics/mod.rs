@@ -40,6 +40,8 @@
 mod case;
 mod cells;
 mod hungarian;
+#[cfg(feature = "learner")]
+mod learner;
 mod matching;
 mod overlap;
 mod summary;
@@ -48,6 +50,8 @@ pub use case::{
     CaseMetrics, EmptyCase, GtInstance, MetricsConfig, evaluate_instances, evaluate_masks, evaluate_probabilities,
 };
 pub use cells::{CellMetrics, CellScore, PooledCells, evaluate_cells};
+#[cfg(feature = "learner")]
+pub use learner::{CcDiceMetric, InstanceFigure, InstanceMetric, InstanceMetricInput};
 pub use matching::{MatchScore, Matching};
 pub use overlap::OverlapTable;
 pub use summary::Summary;
