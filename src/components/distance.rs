@@ -1,7 +1,7 @@
 //! Exact Euclidean distance transform with nearest-feature indices, and the Voronoi cells of an
 //! instance map (the partition the connected-component losses score).
 
-use ndarray::{Array, ArrayView, Dimension};
+use ndarray::{Array, ArrayView, ArrayViewMut2, ArrayViewMut3, Axis, Dimension};
 use rayon::prelude::*;
 
 use crate::Error;
@@ -40,11 +40,12 @@ pub struct DistanceTransform<D: Dimension> {
 /// neighbouring lines at a time. It is the distance
 /// `scipy.ndimage.distance_transform_edt(mask == 0, sampling=spacing)` computes.
 ///
-/// **Ties** (voxels at exactly the same distance from two foreground voxels): the first pass
-/// keeps the voxel before; the envelope passes keep, at an exact crossing, the parabola of the
-/// smaller position along their axis. Distances are exact either way; which of two equidistant
-/// voxels is named depends on the order of the passes and may differ from scipy's (on the
-/// random cases of `scripts/edt_compare.py` it differs only at such equidistant voxels).
+/// **Ties** (voxels at exactly the same distance from several foreground voxels) go as in scipy's
+/// feature transform: to the foreground voxel with the smallest coordinate on the last axis,
+/// then on the axis before, and so on (every pass keeps, of its equidistant candidates, the one
+/// first in that order, which makes the result the first in that order of all the nearest
+/// voxels). Ties are found exactly where the squared distances are exact: integer coordinates
+/// times spacings whose squares are exact binary numbers (1, 2, 0.5, ...).
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] when `spacing` does not have one positive finite value per axis.
@@ -61,7 +62,7 @@ pub struct DistanceTransform<D: Dimension> {
 /// ```
 pub fn distance_transform<A, D>(mask: ArrayView<'_, A, D>, spacing: &[f64]) -> Result<DistanceTransform<D>, Error>
 where
-    A: Copy + Default + PartialEq,
+    A: Copy + Default + PartialEq + Send + Sync,
     D: Dimension,
 {
     let dim = mask.raw_dim();
@@ -88,7 +89,7 @@ where
 /// ```
 pub fn distance_map<A, D>(mask: ArrayView<'_, A, D>, spacing: &[f64]) -> Result<Array<f64, D>, Error>
 where
-    A: Copy + Default + PartialEq,
+    A: Copy + Default + PartialEq + Send + Sync,
     D: Dimension,
 {
     let dim = mask.raw_dim();
@@ -103,16 +104,18 @@ fn squared_distances<const INDICES: bool, A, D>(
     spacing: &[f64],
 ) -> Result<(Vec<f64>, Vec<usize>), Error>
 where
-    A: Copy + Default + PartialEq,
+    A: Copy + Default + PartialEq + Send + Sync,
     D: Dimension,
 {
     check_spacing(mask.ndim(), spacing)?;
     let shape = mask.shape().to_vec();
     let background = A::default();
     // Squared distances and nearest indices, row-major, refined one axis at a time.
-    let mut squared: Vec<f64> = mask.iter().map(|&v| if v == background { f64::INFINITY } else { 0.0 }).collect();
+    let standard = mask.as_standard_layout();
+    let values = standard.as_slice().expect("standard layout");
+    let mut squared: Vec<f64> = values.par_iter().map(|&v| if v == background { f64::INFINITY } else { 0.0 }).collect();
     let mut nearest: Vec<usize> = if INDICES {
-        mask.iter().enumerate().map(|(i, &v)| if v == background { usize::MAX } else { i }).collect()
+        values.par_iter().enumerate().map(|(i, &v)| if v == background { usize::MAX } else { i }).collect()
     } else {
         Vec::new()
     };
@@ -147,9 +150,11 @@ where
 /// assert_eq!(cells, array![[1, 1, 1, 2, 2, 2]]);
 /// ```
 pub fn voronoi<D: Dimension>(labels: ArrayView<'_, u32, D>, spacing: &[f64]) -> Result<Array<u32, D>, Error> {
-    let transform = distance_transform(labels.view(), spacing)?;
-    let flat: Vec<u32> = labels.iter().copied().collect();
-    Ok(transform.nearest.mapv(|i| flat.get(i).copied().unwrap_or(0)))
+    let (_, nearest) = squared_distances::<true, u32, D>(labels.view(), spacing)?;
+    let standard = labels.as_standard_layout();
+    let flat = standard.as_slice().expect("standard layout");
+    let cells = nearest.into_par_iter().map(|i| flat.get(i).copied().unwrap_or(0)).collect();
+    Ok(Array::from_shape_vec(labels.raw_dim(), cells).expect("one cell per voxel"))
 }
 
 /// [`voronoi`] of every `(element, channel)` slice of a `[B, C, spatial..]` instance map (for
@@ -250,32 +255,85 @@ fn first_pass<const INDICES: bool>(squared: &mut [f64], nearest: &mut [usize], l
 /// lines, so a tile of them is read and written row by row.
 const TILE: usize = 16;
 
+/// Lines per task of a pass: a column of a block, `COLUMN` lines wide.
+const COLUMN: usize = 4 * TILE;
+
 /// One pass along `axis` (not the last): every line of `squared` becomes the lower envelope of
 /// the parabolas `weight * (q - p)^2 + squared[p]`, and `nearest` follows the minimising `p`.
 fn pass<const INDICES: bool>(squared: &mut [f64], nearest: &mut [usize], shape: &[usize], axis: usize, weight: f64) {
     let len = shape[axis];
     let stride: usize = shape[axis + 1..].iter().product();
     let block = len * stride;
-    if block == 0 || len == 1 {
+    if block == 0 || len == 1 || squared.is_empty() {
         return;
     }
-    let run = |tile: &mut Tile<INDICES>, squared: &mut [f64], nearest: &mut [usize]| {
-        for first in (0..stride).step_by(TILE) {
-            let lines = TILE.min(stride - first);
-            tile.load(squared, nearest, first, lines, stride);
+    let order = TieOrder::new(shape);
+    let outer = squared.len() / block;
+    // Every block (the voxels before `axis` fixed) is cut into columns of lines, so that even
+    // the first axis, one block, is shared among the threads.
+    let squared = columns(squared, [outer, len, stride]);
+    let run = |tile: &mut Tile<INDICES>,
+               mut squared: ArrayViewMut2<'_, f64>,
+               mut nearest: Option<ArrayViewMut2<'_, usize>>| {
+        let width = squared.ncols();
+        for first in (0..width).step_by(TILE) {
+            let lines = TILE.min(width - first);
+            tile.load(&squared, nearest.as_ref(), first, lines);
             for line in 0..lines {
-                tile.envelope(line, weight);
+                tile.envelope(line, weight, &order);
             }
-            tile.store(squared, nearest, first, lines, stride);
+            tile.store(&mut squared, nearest.as_mut(), first, lines);
         }
     };
     if INDICES {
-        squared
-            .par_chunks_mut(block)
-            .zip(nearest.par_chunks_mut(block))
-            .for_each_init(|| Tile::new(len), |tile, (s, n)| run(tile, s, n));
+        let nearest = columns(nearest, [outer, len, stride]);
+        squared.into_par_iter().zip(nearest).for_each_init(|| Tile::new(len), |tile, (s, n)| run(tile, s, Some(n)));
     } else {
-        squared.par_chunks_mut(block).for_each_init(|| Tile::new(len), |tile, s| run(tile, s, &mut []));
+        squared.into_par_iter().for_each_init(|| Tile::new(len), |tile, s| run(tile, s, None));
+    }
+}
+
+/// A `[outer, len, stride]` array cut into disjoint columns `[len, <= COLUMN]`, block after block.
+fn columns<T>(flat: &mut [T], [outer, len, stride]: [usize; 3]) -> Vec<ArrayViewMut2<'_, T>> {
+    let mut out = Vec::with_capacity(outer * stride.div_ceil(COLUMN));
+    let mut rest = ArrayViewMut3::from_shape((outer, len, stride), flat).expect("the shape's volume");
+    for _ in 0..outer {
+        let (block, tail) = rest.split_at(Axis(0), 1);
+        rest = tail;
+        let mut block = block.index_axis_move(Axis(0), 0);
+        while block.ncols() > COLUMN {
+            let (column, tail) = block.split_at(Axis(1), COLUMN);
+            out.push(column);
+            block = tail;
+        }
+        out.push(block);
+    }
+    out
+}
+
+/// The order that settles exact ties between nearest voxels as scipy's feature transform settles
+/// them: the voxel with the smaller coordinate on the last axis, then on the axis before, and so
+/// on (the smaller column-major index).
+struct TieOrder {
+    /// The row-major stride and the column-major stride of every axis.
+    strides: Vec<(usize, usize, usize)>,
+}
+
+impl TieOrder {
+    fn new(shape: &[usize]) -> Self {
+        let mut column = 1;
+        let mut strides = Vec::with_capacity(shape.len());
+        for (axis, &len) in shape.iter().enumerate() {
+            let row: usize = shape[axis + 1..].iter().product();
+            strides.push((row, len, column));
+            column *= len;
+        }
+        Self { strides }
+    }
+
+    /// The column-major index of the voxel of row-major index `index`.
+    fn key(&self, index: usize) -> usize {
+        self.strides.iter().map(|&(row, len, column)| (index / row) % len * column).sum()
     }
 }
 
@@ -288,10 +346,11 @@ struct Tile<const INDICES: bool> {
     /// The output.
     out: Vec<f64>,
     out_feature: Vec<usize>,
-    /// The envelope of one line: positions of its parabolas and the boundaries between them,
-    /// and the parabolas' constant terms.
+    /// The envelope of one line: positions of its parabolas, the crossing of each with the one
+    /// before as a fraction (see `envelope`), and the parabolas' constant terms.
     v: Vec<usize>,
-    z: Vec<f64>,
+    rise: Vec<f64>,
+    run: Vec<f64>,
     g: Vec<f64>,
 }
 
@@ -305,78 +364,104 @@ impl<const INDICES: bool> Tile<INDICES> {
             out: vec![0.0; len * TILE],
             out_feature: vec![0; features],
             v: vec![0; len],
-            z: vec![0.0; len + 1],
+            rise: vec![0.0; len],
+            run: vec![0.0; len],
             g: vec![0.0; len],
         }
     }
 
-    /// Lines `first..first + lines` of a block (line `j`'s voxel `q` at `first + j + q * stride`).
-    fn load(&mut self, squared: &[f64], nearest: &[usize], first: usize, lines: usize, stride: usize) {
+    /// Lines `first..first + lines` of a column (`[len, lines..]`: line `j`'s voxel `q` at `[q, j]`).
+    fn load(
+        &mut self,
+        squared: &ArrayViewMut2<'_, f64>,
+        nearest: Option<&ArrayViewMut2<'_, usize>>,
+        first: usize,
+        lines: usize,
+    ) {
         for q in 0..self.len {
-            let row = first + q * stride;
-            for j in 0..lines {
-                self.f[j * self.len + q] = squared[row + j];
+            let row = squared.row(q);
+            let row = &row.as_slice().expect("rows are contiguous")[first..first + lines];
+            for (j, &value) in row.iter().enumerate() {
+                self.f[j * self.len + q] = value;
             }
-            if INDICES {
-                for j in 0..lines {
-                    self.feature[j * self.len + q] = nearest[row + j];
+            if let Some(nearest) = nearest {
+                let row = nearest.row(q);
+                let row = &row.as_slice().expect("rows are contiguous")[first..first + lines];
+                for (j, &index) in row.iter().enumerate() {
+                    self.feature[j * self.len + q] = index;
                 }
             }
         }
     }
 
-    fn store(&self, squared: &mut [f64], nearest: &mut [usize], first: usize, lines: usize, stride: usize) {
+    fn store(
+        &self,
+        squared: &mut ArrayViewMut2<'_, f64>,
+        mut nearest: Option<&mut ArrayViewMut2<'_, usize>>,
+        first: usize,
+        lines: usize,
+    ) {
         for q in 0..self.len {
-            let row = first + q * stride;
-            for j in 0..lines {
-                squared[row + j] = self.out[j * self.len + q];
+            let mut row = squared.row_mut(q);
+            let row = &mut row.as_slice_mut().expect("rows are contiguous")[first..first + lines];
+            for (j, value) in row.iter_mut().enumerate() {
+                *value = self.out[j * self.len + q];
             }
-            if INDICES {
-                for j in 0..lines {
-                    nearest[row + j] = self.out_feature[j * self.len + q];
+            if let Some(nearest) = nearest.as_mut() {
+                let mut row = nearest.row_mut(q);
+                let row = &mut row.as_slice_mut().expect("rows are contiguous")[first..first + lines];
+                for (j, index) in row.iter_mut().enumerate() {
+                    *index = self.out_feature[j * self.len + q];
                 }
             }
         }
     }
 
     /// Line `line`: `out[q] = min_p weight (q - p)^2 + f[p]` over the finite `f[p]`, and its
-    /// `feature[p]`.
-    fn envelope(&mut self, line: usize, weight: f64) {
+    /// `feature[p]`; of several minimising `p`, the one whose feature comes first in `order`.
+    fn envelope(&mut self, line: usize, weight: f64, order: &TieOrder) {
         let range = line * self.len..(line + 1) * self.len;
         let features = if INDICES { range.clone() } else { 0..0 };
         let (f, feature) = (&self.f[range.clone()], &self.feature[features.clone()]);
         let (out, out_feature) = (&mut self.out[range], &mut self.out_feature[features]);
-        let (v, z, g) = (&mut self.v, &mut self.z, &mut self.g);
+        let (v, g) = (&mut self.v, &mut self.g);
+        let (rise, run) = (&mut self.rise, &mut self.run);
         // `g[q] = f[q] + weight q^2`: the parabola rooted at `q` is `weight x^2 - 2 weight q x + g[q]`,
-        // so two of them cross where `x = (g[q] - g[p]) / (2 weight (q - p))`.
+        // so two of them, rooted at `a < b`, cross at `x = (g[b] - g[a]) / (2 weight (b - a))`.
+        // The envelope keeps, for its `i`-th parabola, that crossing with the one before as the
+        // fraction `rise[i] / (2 weight run[i])`, and every comparison of crossings is made
+        // without a division (division latency dominated this loop): exact for the integer
+        // squared distances of unit spacing, so ties are found exactly.
         for (q, (g, &f)) in g.iter_mut().zip(f).enumerate() {
             let q = q as f64;
             *g = f + weight * q * q;
         }
-        let half = 0.5 / weight;
+        let two_weight = 2.0 * weight;
         let mut k = 0usize; // parabolas in the envelope
         for (q, &gq) in g.iter().enumerate() {
             if !gq.is_finite() {
                 continue;
             }
-            if k == 0 {
-                v[0] = q;
-                z[0] = f64::NEG_INFINITY;
-                z[1] = f64::INFINITY;
-                k = 1;
-                continue;
+            // Pop the parabolas that the new one hides: those whose crossing with it comes before
+            // their crossing with the one before them (the first one is never popped). One that
+            // the new one meets exactly where it meets the one before is kept (its segment has
+            // no width): at that point it ties, and a tie may go to it.
+            while k > 1 {
+                let p = v[k - 1];
+                let (new_rise, new_run) = (gq - g[p], (q - p) as f64);
+                let (lhs, rhs) = (new_rise * run[k - 1], rise[k - 1] * new_run);
+                if lhs < rhs || (!INDICES && lhs == rhs) {
+                    k -= 1;
+                } else {
+                    break;
+                }
             }
-            // Pop the parabolas that the new one hides (the first one's left end is -inf: it
-            // is never popped).
-            let crossing = |p: usize| (gq - g[p]) * half / (q - p) as f64;
-            let mut s = crossing(v[k - 1]);
-            while k > 1 && s <= z[k - 1] {
-                k -= 1;
-                s = crossing(v[k - 1]);
+            if k > 0 {
+                let p = v[k - 1];
+                rise[k] = gq - g[p];
+                run[k] = (q - p) as f64;
             }
             v[k] = q;
-            z[k] = s;
-            z[k + 1] = f64::INFINITY;
             k += 1;
         }
         if k == 0 {
@@ -384,18 +469,29 @@ impl<const INDICES: bool> Tile<INDICES> {
             out_feature.fill(usize::MAX);
             return;
         }
+        // Parabola `i > 0` starts at `x` when its crossing is `x`, and before `x` when below.
+        let starts_before = |i: usize, x: f64| rise[i] < two_weight * x * run[i];
+        let starts_at = |i: usize, x: f64| rise[i] == two_weight * x * run[i];
         let mut j = 0;
         for (q, out) in out.iter_mut().enumerate() {
             let x = q as f64;
-            while z[j + 1] < x {
+            while j + 1 < k && starts_before(j + 1, x) {
                 j += 1;
             }
-            let p = v[j];
-            let d = x - p as f64;
-            *out = weight * d * d + f[p];
+            let mut p = v[j];
             if INDICES {
+                // The parabolas that start exactly at `x` tie with `v[j]` there.
+                let mut tied = j + 1;
+                while tied < k && starts_at(tied, x) {
+                    if order.key(feature[v[tied]]) < order.key(feature[p]) {
+                        p = v[tied];
+                    }
+                    tied += 1;
+                }
                 out_feature[q] = feature[p];
             }
+            let d = x - p as f64;
+            *out = weight * d * d + f[p];
         }
     }
 }
@@ -474,6 +570,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Masks full of ties (small, dense, integer and dyadic spacings): the named voxel is, of all
+    /// the nearest ones, the one with the smallest last coordinate, then the one before (scipy's
+    /// choice; `scripts/edt_compare.py` checks it against scipy itself).
+    #[test]
+    fn ties_go_to_the_smallest_last_coordinate() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut ties = 0;
+        for round in 0..300 {
+            let shape = match round % 3 {
+                0 => vec![1 + round % 7, 2 + round % 9],
+                1 => vec![1 + round % 4, 2 + round % 5, 1 + round % 6],
+                _ => vec![3, 1 + round % 8, 4],
+            };
+            let spacing: Vec<f64> = shape.iter().map(|_| [1.0, 2.0, 0.5][rng.random_range(0..3)]).collect();
+            let density = [0.05, 0.15, 0.4][round % 3];
+            let mask = ArrayD::from_shape_simple_fn(IxDyn(&shape), || u8::from(rng.random::<f64>() < density));
+            let dt = distance_transform(mask.view(), &spacing).unwrap();
+            let coords = |mut i: usize| -> Vec<usize> {
+                let mut c = vec![0; shape.len()];
+                for d in (0..shape.len()).rev() {
+                    c[d] = i % shape[d];
+                    i /= shape[d];
+                }
+                c
+            };
+            let squared = |a: &[usize], b: &[usize]| -> f64 {
+                a.iter().zip(b).zip(&spacing).map(|((&x, &y), s)| ((x as f64 - y as f64) * s).powi(2)).sum()
+            };
+            let foreground: Vec<usize> = mask.iter().enumerate().filter(|&(_, &v)| v != 0).map(|(i, _)| i).collect();
+            for (i, &nearest) in dt.nearest.iter().enumerate() {
+                let c = coords(i);
+                let best = foreground.iter().map(|&f| squared(&c, &coords(f))).fold(f64::INFINITY, f64::min);
+                let mut tied: Vec<Vec<usize>> =
+                    foreground.iter().map(|&f| coords(f)).filter(|f| squared(&c, f) == best).collect();
+                if tied.is_empty() {
+                    assert_eq!(nearest, usize::MAX);
+                    continue;
+                }
+                ties += usize::from(tied.len() > 1);
+                // Reverse-lexicographic: the last axis first.
+                tied.sort_by(|a, b| a.iter().rev().cmp(b.iter().rev()));
+                assert_eq!(coords(nearest), tied[0], "{shape:?} {spacing:?} voxel {c:?}");
+            }
+        }
+        assert!(ties > 1000, "only {ties} ties: the cases test little");
     }
 
     #[test]
