@@ -6,7 +6,9 @@
 //! by one voxel and adds K false-positive cubes, the blob loss and the CC loss (Voronoi cells),
 //! each with Dice and with Dice + BCE, and the CC losses with the false-positive term; the cells
 //! and the components are given, and their own cost is timed apart (`voronoi_cells`,
-//! `false_positive_components_of_a_prediction`).
+//! `false_positive_components_of_a_prediction`). On the same inputs, BiCC as published
+//! (`bicc`: alpha 0.5, Dice + cross-entropy per cell, the ground truth's cells given, the
+//! prediction labelled and its cells built in every call; `prediction_cells` times that part).
 //!
 //! ```text
 //! cargo bench --bench loss
@@ -18,7 +20,8 @@
 
 use blob_loss::components::voronoi_batch;
 use blob_loss::loss::{
-    Activation, BaseLossConfig, BlobLoss, BlobLossConfig, LossTargets, Partition, false_positive_components,
+    Activation, BaseLossConfig, BiccLossConfig, BiccTargets, BlobLoss, BlobLossConfig, LossTargets, Partition,
+    false_positive_components, prediction_cells,
 };
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use divan::Bencher;
@@ -159,6 +162,37 @@ fn family_losses(bencher: Bencher, member: &str) {
         _ => cc.with_blob_loss(bce).with_false_positive_weight(0.5),
     };
     family_forward_backward(bencher, config);
+}
+
+/// BiCC as published (alpha 0.5, Dice + cross-entropy) at K = 100 on the family's inputs: the
+/// ground truth's cells given (the batcher makes them with the instance maps), the prediction's
+/// components and cells found in every call.
+#[divan::bench]
+fn bicc(bencher: Bencher) {
+    let device = Device::flex().autodiff();
+    let inputs = family(100);
+    let loss = BiccLossConfig::new().init();
+    let int = |values: &[i32]| Tensor::<5, Int>::from_data(TensorData::new(values.to_vec(), dims_vec()), &device);
+    bencher
+        .counter(divan::counter::ItemsCount::new(inputs.logits.len()))
+        .with_inputs(|| {
+            let x = Tensor::<5>::from_data(TensorData::new(inputs.logits.clone(), dims_vec()), &device).require_grad();
+            (x, BiccTargets::new(int(&inputs.ids).clamp_max(1)).with_cells(int(&inputs.cells)))
+        })
+        .bench_local_values(|(x, targets)| {
+            let grads = loss.forward(x.clone(), targets).backward();
+            x.grad(&grads).expect("x requires its gradient").into_data()
+        });
+}
+
+/// The prediction's cells of `bicc` alone: threshold, labelling (26-connectivity), Voronoi.
+#[divan::bench]
+fn bicc_prediction_cells(bencher: Bencher) {
+    let inputs = family(100);
+    let device = Device::flex();
+    bencher
+        .with_inputs(|| Tensor::<5>::from_data(TensorData::new(inputs.logits.clone(), dims_vec()), &device))
+        .bench_local_values(|x| prediction_cells(x, 0.5, &[1.0; 3]).expect("valid inputs"));
 }
 
 /// The Voronoi cells of the K = 100 instance maps (`voronoi_batch`, in the batcher).

@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET ...]
 #
-# Runs each target of fuzz/ (default: label metrics loss instances) for SECONDS (default 60) and
+# Runs each target of fuzz/ (default: label metrics loss bicc instances) for SECONDS (default 60) and
 # prints, per target, the executions, the corpus size and the result. The corpora live in
 # $FUZZ_CORPUS/TARGET (default ~/.cache/blob-loss-fuzz-corpus), kept between runs, so that long
 # runs build on short ones; the fuzz build goes to $FUZZ_TARGET_DIR (default
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-60}
 shift || true
-TARGETS=${*:-label metrics loss instances}
+TARGETS=${*:-label metrics loss bicc instances}
 CORPUS=${FUZZ_CORPUS:-$HOME/.cache/blob-loss-fuzz-corpus}
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-$HOME/.cache/blob-loss-fuzz-target}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

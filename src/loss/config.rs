@@ -53,15 +53,14 @@ pub struct BlobLossConfig {
     /// code, or the CC loss's Voronoi cells.
     #[config(default = "Partition::Exclude")]
     pub partition: Partition,
-    /// The weight of the prediction term (the BiCC idea, Jaus et al.): every connected component
-    /// of the thresholded prediction that touches no instance gets a term
-    /// `sum(p sg(p)) / sg(sum p)` over its voxels (`sg`: no gradient), whose gradient pushes each
-    /// of its voxels down by `p / sum(p)`: the same pull for a 5-voxel and a 5,000-voxel false
-    /// positive, which never vanishes while the component is predicted. 0 (the default) switches
-    /// it off. BiCC scores every predicted component's Voronoi cell and mixes its two branches
-    /// with `1 - alpha`, `alpha`; here the components that touch an instance are already scored by
-    /// the instance terms, so only the false positives get a term, on their own voxels, with a
-    /// weight of their own.
+    /// The weight of the false-positive component term: every connected component of the
+    /// thresholded prediction that touches no instance gets a term `sum(p sg(p)) / sg(sum p)`
+    /// over its voxels (`sg`: no gradient), whose gradient pushes each of its voxels down by
+    /// `p / sum(p)`: the same pull for a 5-voxel and a 5,000-voxel false positive, which never
+    /// vanishes while the component is predicted. 0 (the default) switches it off. It borrows
+    /// BiCC's detached empty-cell term but is not BiCC: BiCC ([`BiccLoss`](super::BiccLoss))
+    /// scores the Voronoi cell of every predicted component, with Dice and cross-entropy, and
+    /// blends that branch with the ground truth's cells.
     #[config(default = 0.0)]
     pub false_positive_weight: f64,
     /// The probability above which a voxel is predicted, for the false-positive components.

@@ -2,10 +2,13 @@
 //!
 //! - [`BlobLossConfig`] -> [`BlobLoss`]: `alpha * L_global + beta * L_blob` (Kofler et al.,
 //!   IPMI 2023), with soft Dice, BCE and Tversky as base losses ([`BaseLossConfig`]); each
-//!   instance's domain chosen by [`Partition`] (blob loss, its reference code, or the CC loss's
-//!   Voronoi cells), an optional false-positive term on the prediction's components, inverse-size
-//!   weighting, and MONAI's options (`include_background`, class weights, batch Dice, ignored
-//!   voxels, the unreduced `[B, C]` terms).
+//!   instance's domain chosen by [`Partition`] (blob loss, its reference code, or Voronoi
+//!   cells), an optional false-positive component term, inverse-size weighting, and MONAI's
+//!   options (`include_background`, class weights, batch Dice, ignored voxels, the unreduced
+//!   `[B, C]` terms).
+//! - [`BiccLossConfig`] -> [`BiccLoss`]: the CC family as its published code computes it: BiCC,
+//!   the CC loss and CC-DiceCE, with the ground truth's and the prediction's Voronoi cells
+//!   ([`prediction_cells`]).
 //! - [`LossTargets`]: the instance map, the Voronoi cells, the false-positive components;
 //!   [`false_positive_components`] finds the latter.
 //! - [`instances_to_tensor`]: instance maps from [`components`](crate::components) to burn.
@@ -33,10 +36,13 @@
 
 mod activation;
 mod base;
+mod bicc;
 mod bins;
 mod blob;
 mod blob_term;
 mod categorical;
+mod cell_maps;
+mod cell_term;
 mod config;
 mod convert;
 mod false_positives;
@@ -49,7 +55,9 @@ mod targets;
 
 pub use activation::Activation;
 pub use base::BaseLossConfig;
+pub use bicc::{BiccLoss, BiccLossConfig, BiccLossOutput, BiccTargets, BiccUnreduced, CellTerms, EmptyCellLoss};
 pub use blob::BlobLoss;
+pub use cell_maps::prediction_cells;
 pub use config::{BlobLossConfig, MAX_BINS};
 pub use convert::instances_to_tensor;
 pub use false_positives::false_positive_components;

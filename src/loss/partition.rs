@@ -22,14 +22,15 @@ pub enum Partition {
     /// with [`Activation::Sigmoid`](super::Activation::Sigmoid); for reproducing numbers made with
     /// that code.
     Reference,
-    /// The connected-component (CC) loss of "Learning to Look Closer" (Bouteille, Jaus et al., ISBI
-    /// 2026, arXiv 2511.17146): instance `k` is scored on its Voronoi cell only, the voxels nearer
-    /// to it than to any other instance ([`LossTargets::cells`](super::LossTargets::cells), from
-    /// [`voronoi_batch`](crate::components::voronoi_batch)); BCE is divided by the cell's size. A
-    /// false positive counts only in the cell it falls in. With Dice + BCE as the base loss this is
-    /// the paper's per-cell `1 - 2 I_k / (P_k + G_k)` plus the cell's mean cross-entropy (with
-    /// `smooth_nr`/`smooth_dr` of `1e-5` where the paper clamps the denominator at `1e-7`). An
-    /// element without instances has no cells and no term (the global term scores it; the paper's
-    /// code scores its whole image as one cell, whose Dice is then constant).
+    /// Each instance scored on its Voronoi cell only, the voxels nearer to it than to any other
+    /// instance ([`LossTargets::cells`](super::LossTargets::cells), from
+    /// [`voronoi_batch`](crate::components::voronoi_batch)): the domain of the CC family, inside
+    /// blob loss (any base loss, per channel, sigmoid or softmax); BCE is divided by the cell's
+    /// size. A false positive counts only in the cell it falls in. It is not CC-DiceCE or the CC
+    /// loss as published: their cells come from full-connectivity components, they use a
+    /// two-class softmax, no smoothing (here `smooth_nr`/`smooth_dr`), and score an element
+    /// without ground truth as one whole-image cell (here such an element has no blob term).
+    /// For the published losses use [`BiccLossConfig::cc_dice_ce`](super::BiccLossConfig::cc_dice_ce)
+    /// and [`BiccLossConfig::cc_loss`](super::BiccLossConfig::cc_loss).
     Voronoi,
 }

@@ -1,0 +1,323 @@
+//! The partitions of the CC family ([`BiccLoss`](super::BiccLoss)), on the host: the connected
+//! components of a binary mask with full connectivity (the 3x3x3 structure of the published
+//! code), their Voronoi cells over the whole volume, the prediction as the published code
+//! thresholds it, and the bin map one branch is summed over.
+
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use ndarray::{ArrayViewD, IxDyn};
+use rayon::prelude::*;
+
+use crate::Error;
+use crate::components::{Connectivity, label_batch, voronoi};
+
+/// Whether a voxel with the two logits `l0`, `l1` is predicted: its `f32` softmax probability of
+/// class 1 is strictly above `threshold`, computed as PyTorch's softmax computes it
+/// (`exp(l - max)` over the sum). Near a margin of 0 this is not `l1 > l0`: in `f32`, margins
+/// below about `6e-8` still give exactly 0.5, which is not predicted.
+pub(crate) fn predicted(l0: f32, l1: f32, threshold: f32) -> bool {
+    let max = l0.max(l1);
+    let (e0, e1) = ((l0 - max).exp(), (l1 - max).exp());
+    e1 / (e0 + e1) > threshold
+}
+
+/// The connectivity of the published code's 3x3x3 structure: 8 neighbours in 2D, 26 in 3D.
+fn full_connectivity(spatial: usize) -> Connectivity {
+    if spatial == 2 { Connectivity::Eight } else { Connectivity::TwentySix }
+}
+
+/// The Voronoi cells of the connected components of every element of a batch of binary masks
+/// (`[B, voxels]` row-major, spatial shape `spatial`): every voxel takes the label of its nearest
+/// component (Euclidean, with `spacing`), 0 everywhere in an element without components; and
+/// the largest number of components of an element.
+pub(crate) fn cells_of_masks(
+    mask: Vec<u8>,
+    batch: usize,
+    spatial: &[usize],
+    spacing: &[f64],
+) -> Result<(Vec<u32>, usize), Error> {
+    let mut shape = vec![batch, 1];
+    shape.extend_from_slice(spatial);
+    let mask = ndarray::ArrayD::from_shape_vec(IxDyn(&shape), mask).expect("one value per voxel");
+    let labelled = label_batch(mask.view(), full_connectivity(spatial.len()))?;
+    let largest = labelled.counts.iter().copied().max().unwrap_or(0);
+    let voxels: usize = spatial.iter().product();
+    let labels = labelled.labels.as_slice().expect("a new, standard-layout array");
+    let mut cells = vec![0u32; labels.len()];
+    cells.par_chunks_mut(voxels).zip(labels.par_chunks(voxels)).zip(labelled.counts.as_slice().unwrap()).try_for_each(
+        |((out, labels), &count)| -> Result<(), Error> {
+            if count > 0 {
+                let labels = ArrayViewD::from_shape(IxDyn(spatial), labels).expect("one element");
+                let element = voronoi(labels, spacing)?;
+                out.copy_from_slice(element.as_slice().expect("a new, standard-layout array"));
+            }
+            Ok(())
+        },
+    )?;
+    Ok((cells, largest))
+}
+
+/// The Voronoi cells of the prediction, as BiCC's prediction branch builds them: the voxels whose
+/// class-1 softmax probability is strictly above `threshold` (computed in `f32` as PyTorch does),
+/// their connected components with full connectivity (8 neighbours in 2D, 26 in 3D), and every
+/// voxel labelled with its nearest component (Euclidean, with `spacing`, one value per spatial
+/// axis); 0 everywhere in an element where nothing is predicted. `[B, 1, spatial..]`, no gradient.
+///
+/// - `logits`: `[B, 2, spatial..]` (the two classes' logits) or `[B, 1, spatial..]` (class 1's
+///   logit against 0), 2 or 3 spatial axes. They are read to the host.
+///
+/// # Errors
+/// [`Error::UnsupportedRank`], [`Error::InvalidArgument`] for 3 or more channels, a zero-sized
+/// axis, a threshold outside `(0, 1)` or a bad spacing.
+///
+/// # Example
+/// ```
+/// use blob_loss::loss::prediction_cells;
+/// use burn::tensor::{Device, Tensor};
+///
+/// let device = Device::flex();
+/// // Class 1 wins at both ends of the row.
+/// let logits = Tensor::<4>::from_floats([[[[0.0, 0.0, 0.0, 0.0, 0.0, 0.0]], [[3.0, -3.0, -3.0, -3.0, -3.0, 3.0]]]], &device);
+/// let cells = prediction_cells(logits, 0.5, &[1.0, 1.0])?;
+/// assert_eq!(cells.into_data().convert::<i64>().try_to_vec::<i64>().unwrap(), [1, 1, 1, 2, 2, 2]);
+/// # Ok::<(), blob_loss::Error>(())
+/// ```
+pub fn prediction_cells<const D: usize>(
+    logits: Tensor<D>,
+    threshold: f64,
+    spacing: &[f64],
+) -> Result<Tensor<D, Int>, Error> {
+    let dims = logits.dims();
+    check_logits(dims)?;
+    if !(threshold > 0.0 && threshold < 1.0) {
+        return Err(Error::InvalidArgument(format!("the prediction threshold must be in (0, 1), got {threshold}")));
+    }
+    let (batch, spatial) = (dims[0], &dims[2..]);
+    let device = logits.device();
+    let mask = read_prediction(logits, threshold);
+    let (cells, _) = cells_of_masks(mask, batch, spatial, spacing)?;
+    let mut shape = dims.to_vec();
+    shape[1] = 1;
+    let cells: Vec<i32> = cells.into_iter().map(|c| c as i32).collect();
+    Ok(Tensor::from_data(TensorData::new(cells, shape), (&device, DType::I32)))
+}
+
+/// Checks logits for the CC family: 2 or 3 spatial axes, 1 or 2 channels, no zero-sized axis.
+pub(crate) fn check_logits<const D: usize>(dims: [usize; D]) -> Result<(), Error> {
+    if !(4..=5).contains(&D) {
+        return Err(Error::UnsupportedRank {
+            what: "logits",
+            ndim: D,
+            expected: "4 or 5 ([B, C, spatial..] with 2 or 3 spatial axes)",
+        });
+    }
+    if !(1..=2).contains(&dims[1]) {
+        return Err(Error::InvalidArgument(format!(
+            "the CC family takes 2 channels (the logits of background and foreground) or 1 (the foreground's \
+             logit), got {}",
+            dims[1]
+        )));
+    }
+    if dims.contains(&0) {
+        return Err(Error::InvalidArgument(format!("logits of shape {dims:?} have no voxels")));
+    }
+    Ok(())
+}
+
+/// The thresholded prediction of `[B, C, voxels..]` logits, read to the host (`f32` logits as
+/// they are, others converted to `f32`: the published code thresholds an `f32` softmax),
+/// `[B, voxels]`.
+pub(crate) fn read_prediction<const D: usize>(logits: Tensor<D>, threshold: f64) -> Vec<u8> {
+    let [batch, channels] = [logits.dims()[0], logits.dims()[1]];
+    let data = logits.detach().into_data();
+    match data.dtype() {
+        DType::F32 => prediction_mask(data.as_slice::<f32>().expect("f32 data"), batch, channels, threshold),
+        _ => {
+            let values = data.convert::<f32>().try_to_vec::<f32>().expect("converted to f32");
+            prediction_mask(&values, batch, channels, threshold)
+        }
+    }
+}
+
+/// The thresholded prediction of `[B, C, voxels..]` logits read to the host (`C` = 2: the two
+/// classes' logits; `C` = 1: the logit of class 1 against a class 0 of logit 0), `[B, voxels]`.
+fn prediction_mask(logits: &[f32], batch: usize, channels: usize, threshold: f64) -> Vec<u8> {
+    let voxels = logits.len() / batch / channels;
+    // The margin where the probability is the threshold. Away from it (by far more than the f32
+    // softmax's rounding, which is relative to the logits) the margin decides alone; near it,
+    // the softmax is computed as PyTorch computes it.
+    let cut = (threshold / (1.0 - threshold)).ln() as f32;
+    let threshold = threshold as f32;
+    let predicted = |l0: f32, l1: f32| {
+        let d = l1 - l0;
+        if (d - cut).abs() > 1e-4 * (1.0 + cut.abs() + l0.abs() + l1.abs()) {
+            d > cut
+        } else {
+            predicted(l0, l1, threshold)
+        }
+    };
+    let mut mask = vec![0u8; batch * voxels];
+    mask.par_chunks_mut(voxels).zip(logits.par_chunks(channels * voxels)).for_each(|(out, element)| {
+        if channels == 2 {
+            let (l0, l1) = element.split_at(voxels);
+            for ((m, &a), &b) in out.iter_mut().zip(l0).zip(l1) {
+                *m = u8::from(predicted(a, b));
+            }
+        } else {
+            for (m, &b) in out.iter_mut().zip(element) {
+                *m = u8::from(predicted(0.0, b));
+            }
+        }
+    });
+    mask
+}
+
+/// An integer map read to the host as `u32` ids (`i32` and `i64` maps without a conversion pass).
+///
+/// # Errors
+/// [`Error::NegativeInstanceId`] for a negative value in the mask, [`Error::InvalidArgument`] for a
+/// negative cell id or one above `u32::MAX`.
+pub(crate) fn read_ids<const D: usize>(map: Tensor<D, Int>, what: &str) -> Result<Vec<u32>, Error> {
+    fn convert<T: Copy + Send + Sync + Into<i64>>(values: &[T], what: &str) -> Result<Vec<u32>, Error> {
+        // The range first (a `Result` collect in rayon cannot write in place).
+        let (low, high) = values
+            .par_iter()
+            .map(|&v| (v.into(), v.into()))
+            .reduce(|| (0i64, 0i64), |(a, b), (c, d)| (a.min(c), b.max(d)));
+        match (low, high) {
+            (v, _) if v < 0 && what == "mask" => Err(Error::NegativeInstanceId { value: v }),
+            (v, _) if v < 0 => Err(Error::InvalidArgument(format!("{what} id {v} is negative"))),
+            (_, v) if v > i64::from(u32::MAX) => {
+                Err(Error::InvalidArgument(format!("{what} id {v} is above u32::MAX")))
+            }
+            _ => Ok(values.par_iter().map(|&v| v.into() as u32).collect()),
+        }
+    }
+    let data = map.into_data();
+    match data.dtype() {
+        DType::I32 => convert(data.as_slice::<i32>().expect("i32 data"), what),
+        DType::I64 => convert(data.as_slice::<i64>().expect("i64 data"), what),
+        _ => convert(&data.convert::<i64>().try_to_vec::<i64>().expect("converted to i64"), what),
+    }
+}
+
+/// A partition's cells as the loss reads them: `[B, voxels]` ids, 0 for a voxel in no cell, and
+/// the largest id.
+#[derive(Debug)]
+pub(crate) struct Cells {
+    pub ids: Vec<u32>,
+    pub largest: usize,
+}
+
+impl Cells {
+    /// Cells given by the caller.
+    pub(crate) fn given(ids: Vec<u32>) -> Self {
+        let largest = ids.par_iter().copied().max().unwrap_or(0) as usize;
+        Self { ids, largest }
+    }
+
+    /// The number of bins of a branch over these cells: for every cell `c` in `0..=largest`
+    /// (`c` = 0: no cell), one bin for its foreground voxels and one for its background.
+    pub(crate) fn bins(&self) -> usize {
+        2 * self.largest + 2
+    }
+
+    /// The bin map of a branch, `[B, voxels]` `i32` on `device`: a foreground voxel of cell `c`
+    /// in bin `1 + c` (bins `1..largest + 2` have target 1: the sums'
+    /// [`foreground_end`](super::sums::InstanceSumsSpec::foreground_end) is `largest + 2`), a
+    /// background voxel of cell `c > 0` in bin `largest + 1 + c`, one in no cell in bin 0.
+    pub(crate) fn bin_map(
+        &self,
+        foreground: &[u8],
+        shape: [usize; 2],
+        device: &Device,
+    ) -> Result<Tensor<2, Int>, Error> {
+        let k = self.largest;
+        if self.bins() > i32::MAX as usize {
+            return Err(Error::InvalidArgument(format!("{k} cells need more bins than i32 ids can name")));
+        }
+        let bins: Vec<i32> = foreground
+            .par_iter()
+            .zip(&self.ids)
+            .map(|(&fg, &cell)| {
+                let cell = cell as usize;
+                (match (fg > 0, cell) {
+                    (true, _) => 1 + cell,
+                    (false, 0) => 0,
+                    (false, _) => k + 1 + cell,
+                }) as i32
+            })
+            .collect();
+        Ok(Tensor::from_data(TensorData::new(bins, shape.to_vec()), (device, DType::I32)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_threshold_is_the_f32_softmax() {
+        // A margin of 0, or one too small to move the f32 softmax off 0.5, is not predicted.
+        assert!(!predicted(0.0, 0.0, 0.5));
+        assert!(!predicted(0.0, 3e-8, 0.5));
+        assert!(!predicted(1.0, 1.0 + 5e-8, 0.5));
+        assert!(predicted(0.0, 1e-7, 0.5));
+        assert!(predicted(-0.5, 0.5, 0.5));
+        assert!(!predicted(0.5, -0.5, 0.5));
+        assert!(!predicted(0.0, f32::NAN, 0.5));
+        assert!(predicted(0.0, 2.0, 0.8) && !predicted(0.0, 1.0, 0.8));
+    }
+
+    #[test]
+    fn the_fast_threshold_decides_as_the_softmax() {
+        let mut state = 7u64;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for threshold in [0.5f64, 0.2, 0.9, 0.999] {
+            let cut = (threshold / (1.0 - threshold)).ln() as f32;
+            let mut logits = Vec::new();
+            for _ in 0..20_000 {
+                let base = (next() - 0.5) * [1.0, 10.0, 1e4][(next() * 3.0) as usize % 3];
+                // Margins near the cut, by up to a few ulps of the logits, and far from it.
+                let offset = (next() - 0.5) * [1e-7, 1e-5, 1e-3, 10.0][(next() * 4.0) as usize % 4];
+                logits.extend([base, base + cut + offset]);
+            }
+            let n = logits.len() / 2;
+            let (l0, l1): (Vec<f32>, Vec<f32>) = logits.chunks(2).map(|p| (p[0], p[1])).unzip();
+            let two: Vec<f32> = l0.iter().chain(&l1).copied().collect();
+            let mask = prediction_mask(&two, 1, 2, threshold);
+            for i in 0..n {
+                assert_eq!(mask[i] == 1, predicted(l0[i], l1[i], threshold as f32), "{threshold}: {} {}", l0[i], l1[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn cells_use_full_connectivity_and_cover_the_volume() {
+        // Two diagonal voxels are one component (8-connectivity).
+        let (cells, largest) = cells_of_masks(vec![1, 0, 0, 1], 1, &[2, 2], &[1.0, 1.0]).unwrap();
+        assert_eq!((cells, largest), (vec![1; 4], 1));
+        // Every voxel takes its nearest component, background included.
+        let (cells, largest) = cells_of_masks(vec![1, 0, 0, 0, 0, 1], 1, &[1, 6], &[1.0, 1.0]).unwrap();
+        assert_eq!((cells, largest), (vec![1, 1, 1, 2, 2, 2], 2));
+        // An element without components is in no cell.
+        let (cells, largest) = cells_of_masks(vec![0; 4], 1, &[2, 2], &[1.0, 1.0]).unwrap();
+        assert_eq!((cells, largest), (vec![0; 4], 0));
+    }
+
+    #[test]
+    fn bins_split_each_cell_by_target() {
+        let cells = Cells::given(vec![0, 1, 1, 2, 0]);
+        assert_eq!(cells.bins(), 6);
+        let map = cells.bin_map(&[1, 1, 0, 0, 0], [1, 5], &Device::flex()).unwrap();
+        assert_eq!(map.into_data().try_to_vec::<i32>().unwrap(), [1, 2, 4, 5, 0]);
+        let device = Device::flex();
+        let negative = Tensor::<4, Int>::from_ints([[[[0, -1]]]], &device);
+        assert!(read_ids(negative.clone(), "cell").unwrap_err().to_string().contains("cell id -1 is negative"));
+        assert_eq!(read_ids(negative, "mask").unwrap_err(), Error::NegativeInstanceId { value: -1 });
+        let wide = Tensor::<4, Int>::from_data(TensorData::new(vec![3i64, 0], [1, 1, 1, 2]), &device);
+        assert_eq!(read_ids(wide, "cell").unwrap(), [3, 0]);
+    }
+}
