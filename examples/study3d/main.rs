@@ -97,9 +97,13 @@ struct Args {
     /// Lesions: training volumes per seed (validation and test volumes: `--held-out` each).
     #[arg(long, default_value_t = 24)]
     train_volumes: usize,
-    /// Lesions: validation volumes and test volumes per seed.
+    /// Lesions: validation volumes per seed (and test volumes, without `--test-volumes`).
     #[arg(long, default_value_t = 8)]
     held_out: usize,
+    /// Lesions: test volumes per seed (default: `--held-out`). Test volumes cost evaluation
+    /// only, so a larger test set measures small lesions better without more training.
+    #[arg(long)]
+    test_volumes: Option<usize>,
     /// Upper sizes (voxels) of the small and medium lesion bins of the sensitivities.
     #[arg(long, value_delimiter = ',', default_values_t = [10, 100])]
     bins: Vec<u64>,
@@ -136,6 +140,10 @@ enum Loss {
     Blob,
     /// The CC loss (alpha * soft Dice + Dice + BCE per Voronoi cell).
     Cc,
+    /// BiCC as published (alpha * soft Dice + BiCC).
+    Bicc,
+    /// CC-DiceCE as published (alpha * soft Dice + CC-DiceCE).
+    CcDiceCe,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -168,6 +176,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.jobs
     );
     if !pending.is_empty() {
+        record_provenance(&args.out)?;
         let start = Instant::now();
         train_all(&args, &schedule, &pending)?;
         println!("{} runs in {:.1} min\n", pending.len(), start.elapsed().as_secs_f64() / 60.0);
@@ -185,12 +194,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let report = Report { runs, baseline: LossKind::Dice };
     report.print();
+    report.print_preregistered();
     std::fs::create_dir_all(&args.out)?;
     report.write(&args.out, (args.bins[0], args.bins[1]))?;
     println!(
-        "\nwrote {0}/test.csv, validation.csv, comparisons.csv, validation_f1.svg and sensitivity_by_size.svg",
+        "\nwrote {0}/test.csv, validation.csv, comparisons.csv, preregistered.csv, validation_f1.svg and \
+         sensitivity_by_size.svg",
         args.out.display()
     );
+    Ok(())
+}
+
+/// Appends to `out/PROVENANCE` the line of this invocation: when, which commit (and whether the
+/// working tree differed from it), and the command; the run files it writes come from that code.
+fn record_provenance(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let git = |args: &[&str]| -> Option<String> {
+        let output =
+            std::process::Command::new("git").args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().ok()?;
+        output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown (not a git checkout)".into());
+    let dirty = match git(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(changes) if changes.is_empty() => "clean",
+        Some(_) => "with uncommitted changes",
+        None => "unknown",
+    };
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let command: Vec<String> = std::env::args().collect();
+    std::fs::create_dir_all(out)?;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(out.join("PROVENANCE"))?;
+    use std::io::Write as _;
+    writeln!(file, "unix time {seconds}: commit {commit} ({dirty}): {}", command.join(" "))?;
     Ok(())
 }
 
@@ -257,7 +291,8 @@ fn train_all(args: &Args, schedule: &Schedule, pending: &[(u64, LossKind)]) -> R
 /// the instances and of the lesion voxels in each size bin.
 fn describe_test_sets(args: &Args) {
     let seeds = args.first_seed..args.first_seed + args.seeds;
-    let sets: Vec<_> = seeds.clone().flat_map(|seed| volumes(args.held_out, args.size, data_seed(seed, 2))).collect();
+    let test_volumes = args.test_volumes.unwrap_or(args.held_out);
+    let sets: Vec<_> = seeds.clone().flat_map(|seed| volumes(test_volumes, args.size, data_seed(seed, 2))).collect();
     let stats = statistics(&sets);
     let (small, medium) = (args.bins[0], args.bins[1]);
     let bins = |share: &dyn Fn(u64) -> f64| {
@@ -301,6 +336,8 @@ fn planned_runs(args: &Args) -> Vec<(u64, LossKind)> {
                     Loss::DiceBce => LossKind::DiceBce,
                     Loss::Blob => LossKind::Blob { beta: args.beta },
                     Loss::Cc => LossKind::Cc,
+                    Loss::Bicc => LossKind::Bicc,
+                    Loss::CcDiceCe => LossKind::CcDiceCe,
                 },
             ));
         }
@@ -324,7 +361,7 @@ fn load(args: &Args, seed: u64) -> Result<Splits, Box<dyn std::error::Error>> {
         DatasetKind::Lesions => Splits {
             train: volumes(args.train_volumes, args.size, data_seed(seed, 0)),
             validation: volumes(args.held_out, args.size, data_seed(seed, 1)),
-            test: volumes(args.held_out, args.size, data_seed(seed, 2)),
+            test: volumes(args.test_volumes.unwrap_or(args.held_out), args.size, data_seed(seed, 2)),
         },
         DatasetKind::Nuclei3d => {
             let splits = nuclei::load(&args.nuclei_dir)?;
@@ -348,12 +385,12 @@ fn validate(args: &Args) -> Result<(), String> {
         args.width,
         args.train_volumes,
         args.held_out,
+        args.test_volumes.unwrap_or(1),
     ];
     if counts.contains(&0) {
-        return Err(
-            "--jobs, --seeds, --steps, --eval-every, --batch-size, --width, --train-volumes and --held-out must be at least 1"
-                .into(),
-        );
+        return Err("--jobs, --seeds, --steps, --eval-every, --batch-size, --width, --train-volumes, --held-out and \
+             --test-volumes must be at least 1"
+            .into());
     }
     if !(args.lr.is_finite() && args.lr > 0.0) {
         return Err(format!("--lr {} must be a positive number", args.lr));
@@ -384,7 +421,9 @@ mod tests {
     #[test]
     fn settings_that_train_nothing_are_refused() {
         assert_eq!(validate(&args(&[])), Ok(()));
-        for flag in ["--jobs", "--seeds", "--steps", "--eval-every", "--batch-size", "--width", "--held-out"] {
+        for flag in
+            ["--jobs", "--seeds", "--steps", "--eval-every", "--batch-size", "--width", "--held-out", "--test-volumes"]
+        {
             assert!(validate(&args(&[flag, "0"])).unwrap_err().contains("at least 1"), "{flag} 0");
         }
         assert!(validate(&args(&["--crop", "30"])).unwrap_err().contains("multiples of 4"));

@@ -8,11 +8,43 @@ use plotters::prelude::*;
 
 use crate::band::{band, mean, mean_and_spread, standard_deviation};
 use crate::evaluate::{Evaluation, FIGURES};
-use crate::stats::{Comparison, bootstrap_interval, compare};
+use crate::stats::{Comparison, bootstrap_interval, compare, holm, tost};
 use crate::train::{Checkpoint, LossKind, Run};
 
 /// Bootstrap resamples per confidence interval.
 pub const RESAMPLES: usize = 10_000;
+
+/// The pre-registered analysis (EXPERIMENTS.md, "3D study, pre-registered"): the primary
+/// endpoint, compared between blob loss (beta 1) and soft Dice.
+pub const PRIMARY_FIGURE: &str = "f1_iou10";
+
+/// The declared secondary figures of blob loss against soft Dice (Holm over them and the
+/// secondary losses' primary figure).
+pub const SECONDARY_FIGURES: [&str; 6] =
+    ["sensitivity_iou10", "precision_iou10", "sensitivity_small", "f1_iou50", "dice", "false_positives_per_volume"];
+
+/// The declared secondary losses, each compared with soft Dice on the primary figure.
+pub const SECONDARY_LOSSES: [LossKind; 2] = [LossKind::Bicc, LossKind::CcDiceCe];
+
+/// The pre-declared equivalence margin (TOST) of precision and Dice, blob loss against soft Dice.
+pub const EQUIVALENCE_MARGIN: f64 = 0.05;
+
+/// One row of the pre-registered analysis.
+#[derive(Debug, Clone)]
+pub struct Declared {
+    /// The primary comparison (the others form the secondary family).
+    pub primary: bool,
+    /// `loss - soft Dice` on `figure`.
+    pub loss: LossKind,
+    /// The figure's name in [`FIGURES`].
+    pub figure: &'static str,
+    /// The paired statistics.
+    pub comparison: Comparison,
+    /// Holm's adjusted t-test p-value over the secondary family (the primary row: its own p).
+    pub holm_p_value: f64,
+    /// TOST p-value at [`EQUIVALENCE_MARGIN`] (precision and Dice of blob loss only).
+    pub tost_p_value: Option<f64>,
+}
 
 /// The file of one run under `folder`.
 pub fn run_path(folder: &Path, kind: LossKind, seed: u64) -> std::path::PathBuf {
@@ -101,6 +133,80 @@ impl Report {
         compare(&values, &base, RESAMPLES, 0xB007 + figure as u64)
     }
 
+    /// The pre-registered rows: the primary comparison first, then the declared secondary family
+    /// (only comparisons with at least 2 pairs; the family is Holm-adjusted over those).
+    pub fn preregistered(&self) -> Vec<Declared> {
+        let blob = LossKind::Blob { beta: 1.0 };
+        let index = |name: &str| FIGURES.iter().position(|f| *f == name).expect("a declared figure");
+        let differences = |kind: LossKind, figure: usize| -> Vec<f64> {
+            let baseline = self.test_values(self.baseline, figure);
+            self.test_values(kind, figure)
+                .into_iter()
+                .filter_map(|(seed, v)| baseline.iter().find(|(s, _)| *s == seed).map(|&(_, b)| v - b))
+                .filter(|d| d.is_finite())
+                .collect()
+        };
+        let row = |loss: LossKind, figure: &'static str| {
+            let f = index(figure);
+            let tost_p_value = (loss == blob && matches!(figure, "precision_iou10" | "dice"))
+                .then(|| tost(&differences(loss, f), EQUIVALENCE_MARGIN));
+            Declared {
+                primary: false,
+                loss,
+                figure,
+                comparison: self.comparison(loss, f),
+                holm_p_value: f64::NAN,
+                tost_p_value,
+            }
+        };
+        let mut primary = row(blob, PRIMARY_FIGURE);
+        primary.primary = true;
+        primary.holm_p_value = primary.comparison.t_p_value;
+        let mut secondary: Vec<Declared> = SECONDARY_FIGURES
+            .iter()
+            .map(|&figure| row(blob, figure))
+            .chain(SECONDARY_LOSSES.iter().map(|&loss| row(loss, PRIMARY_FIGURE)))
+            .filter(|r| r.comparison.pairs >= 2)
+            .collect();
+        let adjusted = holm(&secondary.iter().map(|r| r.comparison.t_p_value).collect::<Vec<_>>());
+        for (r, p) in secondary.iter_mut().zip(adjusted) {
+            r.holm_p_value = p;
+        }
+        std::iter::once(primary).filter(|r| r.comparison.pairs >= 2).chain(secondary).collect()
+    }
+
+    /// Prints the pre-registered analysis: effect, 95% t and bootstrap intervals, t-test,
+    /// Wilcoxon and permutation p-values, Holm-adjusted p over the secondary family, TOST.
+    pub fn print_preregistered(&self) {
+        let rows = self.preregistered();
+        if rows.is_empty() {
+            return;
+        }
+        println!("\npre-registered analysis (paired by seed; primary first, then the Holm family):");
+        for r in &rows {
+            let c = &r.comparison;
+            let tost = r.tost_p_value.map_or(String::new(), |p| format!(", TOST +-{EQUIVALENCE_MARGIN} p {p:.4}"));
+            println!(
+                "{} {} - soft Dice, {:<26} {:+.4} t95 [{:+.4}, {:+.4}] boot95 [{:+.4}, {:+.4}]  t p {:.4}, Wilcoxon p \
+                 {:.4}, permutation p {:.4}, {} {:.4} (n = {}){tost}",
+                if r.primary { "primary  " } else { "secondary" },
+                r.loss.name(),
+                r.figure,
+                c.mean,
+                c.t_interval.0,
+                c.t_interval.1,
+                c.interval.0,
+                c.interval.1,
+                c.t_p_value,
+                c.p_value,
+                c.permutation_p_value,
+                if r.primary { "p" } else { "Holm p" },
+                r.holm_p_value,
+                c.pairs
+            );
+        }
+    }
+
     /// Prints the test figures (mean +- std over seeds) per loss, then the paired differences to
     /// the baseline with their 95% bootstrap intervals and Wilcoxon p-values.
     pub fn print(&self) {
@@ -155,27 +261,59 @@ impl Report {
                 );
             }
         }
-        let mut comparisons =
-            String::from("loss,baseline,figure,pairs,mean_difference,ci95_low,ci95_high,wilcoxon_p\n");
+        let mut comparisons = String::from(
+            "loss,baseline,figure,pairs,mean_difference,ci95_low,ci95_high,wilcoxon_p,t_p,t_ci95_low,t_ci95_high,\
+             permutation_p\n",
+        );
         for kind in self.losses().into_iter().filter(|k| *k != self.baseline) {
             for (f, name) in FIGURES.iter().enumerate() {
                 let c = self.comparison(kind, f);
                 let _ = writeln!(
                     comparisons,
-                    "{},{},{name},{},{:.6},{:.6},{:.6},{:.6}",
+                    "{},{},{name},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6}",
                     kind.id(),
                     self.baseline.id(),
                     c.pairs,
                     c.mean,
                     c.interval.0,
                     c.interval.1,
-                    c.p_value
+                    c.p_value,
+                    c.t_p_value,
+                    c.t_interval.0,
+                    c.t_interval.1,
+                    c.permutation_p_value
                 );
             }
         }
         std::fs::write(folder.join("test.csv"), test)?;
         std::fs::write(folder.join("validation.csv"), validation)?;
         std::fs::write(folder.join("comparisons.csv"), comparisons)?;
+        let mut declared = String::from(
+            "role,loss,figure,pairs,mean_difference,t_ci95_low,t_ci95_high,boot_ci95_low,boot_ci95_high,t_p,\
+             wilcoxon_p,permutation_p,holm_p,tost_p\n",
+        );
+        for r in &self.preregistered() {
+            let c = &r.comparison;
+            let _ = writeln!(
+                declared,
+                "{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{}",
+                if r.primary { "primary" } else { "secondary" },
+                r.loss.id(),
+                r.figure,
+                c.pairs,
+                c.mean,
+                c.t_interval.0,
+                c.t_interval.1,
+                c.interval.0,
+                c.interval.1,
+                c.t_p_value,
+                c.p_value,
+                c.permutation_p_value,
+                r.holm_p_value,
+                r.tost_p_value.map_or(String::new(), |p| format!("{p:.6}"))
+            );
+        }
+        std::fs::write(folder.join("preregistered.csv"), declared)?;
         self.validation_chart(&folder.join("validation_f1.svg"))?;
         self.size_chart(&folder.join("sensitivity_by_size.svg"), bins)
     }
@@ -307,9 +445,41 @@ fn join(values: &[f64]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{read_run, write_run};
-    use crate::evaluate::Evaluation;
-    use crate::train::{Checkpoint, Run};
+    use super::{Report, SECONDARY_FIGURES, read_run, write_run};
+    use crate::evaluate::{Evaluation, FIGURES};
+    use crate::train::{Checkpoint, LossKind, Run};
+
+    /// The pre-registered rows: the primary comparison, then the secondary family of the figures
+    /// and losses that ran, Holm-adjusted over that family alone.
+    #[test]
+    fn the_preregistered_analysis_is_the_declared_family() {
+        let run = |x: f64| Run {
+            checkpoints: vec![],
+            best_step: 1,
+            test: Evaluation { values: std::array::from_fn(|i| x * (1.0 + i as f64 / 10.0)) },
+        };
+        let mut runs = Vec::new();
+        for seed in 0..6u64 {
+            let noise = [0.01, -0.02, 0.015, 0.0, -0.005, 0.02][seed as usize];
+            runs.push((LossKind::Dice, seed, run(0.5)));
+            runs.push((LossKind::Blob { beta: 1.0 }, seed, run(0.55 + noise)));
+            runs.push((LossKind::Bicc, seed, run(0.5 + noise)));
+            // Another beta and Dice + BCE are not in the declared set.
+            runs.push((LossKind::Blob { beta: 2.0 }, seed, run(0.9)));
+            runs.push((LossKind::DiceBce, seed, run(0.9)));
+        }
+        let report = Report { runs, baseline: LossKind::Dice };
+        let rows = report.preregistered();
+        assert!(rows[0].primary && rows[0].figure == "f1_iou10" && rows[0].loss == LossKind::Blob { beta: 1.0 });
+        assert_eq!(rows[0].holm_p_value, rows[0].comparison.t_p_value);
+        // 6 figures of blob loss + BiCC's primary figure (CC-DiceCE did not run).
+        assert_eq!(rows.len(), 1 + SECONDARY_FIGURES.len() + 1);
+        assert!(rows[1..].iter().all(|r| !r.primary && r.holm_p_value >= r.comparison.t_p_value));
+        let smallest = rows[1..].iter().map(|r| r.comparison.t_p_value).fold(f64::INFINITY, f64::min);
+        assert!(rows[1..].iter().any(|r| (r.holm_p_value - (7.0 * smallest).min(1.0)).abs() < 1e-12));
+        assert_eq!(rows.iter().filter(|r| r.tost_p_value.is_some()).count(), 2, "precision and Dice");
+        assert!(FIGURES.contains(&rows[7].figure) && rows[7].loss == LossKind::Bicc);
+    }
 
     #[test]
     fn run_files_round_trip() {

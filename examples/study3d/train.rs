@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use blob_loss::components::{Connectivity, label_batch, voronoi_batch};
-use blob_loss::loss::{BaseLossConfig, BlobLoss, BlobLossConfig, LossTargets, Partition, instances_to_tensor};
+use blob_loss::loss::{
+    BaseLossConfig, BiccLoss, BiccLossConfig, BlobLoss, BlobLossConfig, LossTargets, Partition, instances_to_tensor,
+};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -28,8 +30,13 @@ pub enum LossKind {
         /// The blob term's weight.
         beta: f64,
     },
-    /// alpha * global soft Dice + the CC loss (Dice + BCE per Voronoi cell).
+    /// alpha * global soft Dice + blob loss on Voronoi cells (Dice + BCE per cell; the crate's
+    /// CC-style loss before the published ones were ported).
     Cc,
+    /// alpha * global soft Dice + BiCC as published (`BiccLossConfig::new()`).
+    Bicc,
+    /// alpha * global soft Dice + CC-DiceCE as published (`BiccLossConfig::cc_dice_ce()`).
+    CcDiceCe,
 }
 
 impl LossKind {
@@ -40,6 +47,8 @@ impl LossKind {
             Self::DiceBce => "dice-bce".into(),
             Self::Blob { beta } => format!("blob-beta{beta}"),
             Self::Cc => "cc".into(),
+            Self::Bicc => "bicc".into(),
+            Self::CcDiceCe => "cc-dice-ce".into(),
         }
     }
 
@@ -50,10 +59,13 @@ impl LossKind {
             Self::DiceBce => "Dice + BCE".into(),
             Self::Blob { beta } => format!("blob loss (beta {beta})"),
             Self::Cc => "CC loss".into(),
+            Self::Bicc => "BiCC".into(),
+            Self::CcDiceCe => "CC-DiceCE".into(),
         }
     }
 
-    /// The loss: soft Dice is the global term of every kind; `alpha` weighs it in blob and CC loss.
+    /// The loss: soft Dice is the global term of every kind; `alpha` weighs it in blob loss and
+    /// the cell losses (the instance term weighs 1, as in the BiCC and Look-Closer trainers).
     pub fn config(self, alpha: f64) -> BlobLossConfig {
         let dice_bce = BaseLossConfig::new().with_bce_weight(1.0);
         match self {
@@ -67,6 +79,16 @@ impl LossKind {
                 .with_blob_weight(1.0)
                 .with_partition(Partition::Voronoi)
                 .with_blob_loss(dice_bce),
+            Self::Bicc | Self::CcDiceCe => BlobLossConfig::new().with_global_weight(alpha).with_blob_weight(0.0),
+        }
+    }
+
+    /// The published cell loss added to the global term, for BiCC and CC-DiceCE.
+    pub fn cell_loss(self) -> Option<BiccLossConfig> {
+        match self {
+            Self::Bicc => Some(BiccLossConfig::new()),
+            Self::CcDiceCe => Some(BiccLossConfig::cc_dice_ce()),
+            _ => None,
         }
     }
 }
@@ -145,6 +167,7 @@ pub fn train(
     progress: &[&ProgressBar],
 ) -> Result<Run, Box<dyn std::error::Error + Send + Sync>> {
     let loss = kind.config(schedule.alpha).try_init()?;
+    let cell_loss = kind.cell_loss().map(|config| config.try_init()).transpose()?;
     let mut optimizer = AdamConfig::new().init();
     let mut rng = Rng(0x5EED_0000 ^ seed);
     let start = Instant::now();
@@ -152,7 +175,7 @@ pub fn train(
     let (mut loss_sum, mut loss_steps) = (0.0, 0);
     for step in 1..=schedule.steps {
         let (images, targets) = crops(&splits.train, schedule.batch_size, schedule.crop, &mut rng, device);
-        let value = forward(&loss, kind, model.forward(images), targets, device)?;
+        let value = forward(&loss, cell_loss.as_ref(), kind, model.forward(images), targets, device)?;
         loss_sum += value.clone().into_scalar::<f64>();
         loss_steps += 1;
         let grads = GradientsParams::from_grads(value.backward(), &model);
@@ -186,21 +209,28 @@ pub fn train(
     Ok(Run { checkpoints, best_step, test })
 }
 
-/// The loss of one batch; the CC loss gets the Voronoi cells of its instances.
+/// The loss of one batch; the CC loss gets the Voronoi cells of its instances, BiCC and
+/// CC-DiceCE their cell loss on the ground-truth mask.
 fn forward(
     loss: &BlobLoss,
+    cell_loss: Option<&BiccLoss>,
     kind: LossKind,
     logits: Tensor<5>,
     targets: Array5<u32>,
     device: &Device,
 ) -> Result<Tensor<1>, Box<dyn std::error::Error + Send + Sync>> {
     let labels = label_batch(targets.view(), Connectivity::TwentySix)?.labels;
-    let mut loss_targets = LossTargets::new(instances_to_tensor(labels.view(), device)?);
+    let instances = instances_to_tensor(labels.view(), device)?;
+    let mut loss_targets = LossTargets::new(instances.clone());
     if kind == LossKind::Cc {
         let cells = voronoi_batch(labels.view(), &[1.0; 3])?;
         loss_targets = loss_targets.with_cells(instances_to_tensor(cells.view(), device)?);
     }
-    Ok(loss.try_forward(logits, loss_targets)?)
+    let value = loss.try_forward(logits.clone(), loss_targets)?;
+    Ok(match cell_loss {
+        Some(cell_loss) => value + cell_loss.try_forward(logits, instances)?,
+        None => value,
+    })
 }
 
 /// `count` random cubic crops of side `crop` (random volume, position and flips): images
@@ -248,6 +278,8 @@ mod tests {
             LossKind::Blob { beta: 0.5 },
             LossKind::Blob { beta: 2.0 },
             LossKind::Cc,
+            LossKind::Bicc,
+            LossKind::CcDiceCe,
         ];
         let mut ids: Vec<String> = kinds.iter().map(|k| k.id()).collect();
         ids.sort();
