@@ -93,10 +93,12 @@ pub enum Error {
         limit: u128,
     },
 
-    /// More instances than the per-instance bins may hold, after renumbering each row's ids.
+    /// More instances (or cells) than the per-instance bins may hold, after renumbering each
+    /// row's ids.
     #[error(
-        "too many instances: {bins} bins (batch elements x channels x (1 + instances of the fullest row)) \
-         would take {bytes} bytes, above the limit of {limit} bins (BlobLossConfig::max_bins)"
+        "too many instances: {bins} bins (blob loss: batch elements x channels x (1 + instances of the fullest \
+         row); BiCC: batch elements x (2 + 2 x cells of the fullest element)) would take {bytes} bytes, above the \
+         limit of {limit} bins (the loss configuration's max_bins)"
     )]
     TooManyInstances {
         /// The bins one call would need.

@@ -300,3 +300,25 @@ fn bad_inputs_are_clear_errors() {
         assert!(err.to_string().contains(field), "{field}: {err}");
     }
 }
+
+#[test]
+fn sparse_cell_ids_are_renumbered_and_too_many_cells_are_an_error() {
+    let device = device();
+    let logits = Tensor::<4>::zeros([1, 2, 1, 4], &device);
+    let mask = Tensor::<4, Int>::from_ints([[[[1, 0, 0, 1]]]], &device);
+    let loss = BiccLossConfig::cc_loss().init();
+    let dense: f64 = loss
+        .forward(
+            logits.clone(),
+            BiccTargets::new(mask.clone()).with_cells(Tensor::from_ints([[[[1, 1, 2, 2]]]], &device)),
+        )
+        .into_scalar();
+    // The same partition with ids far above the voxel count (fuzzing found them exhausting memory).
+    let sparse = Tensor::<4, Int>::from_ints([[[[14_417_723, 14_417_723, 9, 9]]]], &device);
+    let value: f64 = loss.forward(logits.clone(), BiccTargets::new(mask.clone()).with_cells(sparse)).into_scalar();
+    assert!((dense - value).abs() < 1e-6, "{dense} vs {value}");
+    let small = BiccLossConfig::cc_loss().with_max_bins(5).init();
+    let err =
+        small.try_forward(logits, BiccTargets::new(mask).with_cells(Tensor::from_ints([[[[1, 1, 2, 2]]]], &device)));
+    assert!(matches!(err.unwrap_err(), Error::TooManyInstances { bins: 6, .. }));
+}

@@ -10,8 +10,10 @@ use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 
 use rayon::prelude::*;
 
+use super::bins::check_bins;
 use super::cell_maps::{Cells, cells_of_masks, check_logits, read_ids, read_prediction};
 use super::cell_term::{BranchSums, branch_rows};
+use super::config::MAX_BINS;
 use super::sums::device::host_backed;
 use super::sums::{Engine, InstanceSumsSpec, Statistic, SumInput, sums_unchecked};
 use crate::Error;
@@ -112,6 +114,12 @@ pub struct BiccLossConfig {
     /// How the per-cell sums are computed.
     #[config(default = "Engine::Fused")]
     pub engine: Engine,
+    /// The most bins one call may allocate per branch (batch elements x (2 + 2 x the cells of
+    /// the fullest element)); beyond, [`BiccLoss::try_forward`] returns
+    /// [`Error::TooManyInstances`] before allocating (a noisy prediction early in training can
+    /// have as many components as voxels).
+    #[config(default = "MAX_BINS")]
+    pub max_bins: usize,
 }
 
 impl BiccLossConfig {
@@ -360,8 +368,9 @@ impl BiccLoss {
     /// [`Error::ShapeMismatch`] for a map that is not `[B, 1, spatial..]`,
     /// [`Error::InvalidArgument`] for 3 or more channels, a zero-sized axis, a negative mask
     /// value or cell id, or a spacing with the wrong number of values,
-    /// [`Error::NegativeInstanceId`]; on the CPU backend, [`Error::NonFiniteLoss`] when the
-    /// logits hold NaN.
+    /// [`Error::NegativeInstanceId`], [`Error::TooManyInstances`] for more cells than
+    /// [`max_bins`](BiccLossConfig::max_bins) allows; on the CPU backend,
+    /// [`Error::NonFiniteLoss`] when the logits hold NaN.
     pub fn try_forward<const D: usize>(
         &self,
         logits: Tensor<D>,
@@ -469,6 +478,7 @@ impl BiccLoss {
         // `empty_cells`: whether a cell may hold no ground truth (not in the ground truth's own
         // cells, each of which holds its component).
         let branch = |cells: Cells, smooth: f64, empty_cells: bool| -> Result<Tensor<1>, Error> {
+            check_bins(batch, cells.bins(), config.max_bins, 5)?;
             let ids = cells.bin_map(&foreground, [batch, voxels], &device)?;
             let sums = self.branch_sums(margin.clone(), ids, &foreground, cells.largest, empty_cells);
             Ok(branch_rows(config, &sums, smooth))
@@ -476,7 +486,7 @@ impl BiccLoss {
         // A branch of weight 0 is not computed.
         let ground_truth = if config.alpha != 1.0 {
             Some(match targets.cells {
-                Some(cells) => branch(Cells::given(read_ids(cells, "cell")?), config.dice_smooth, true)?,
+                Some(cells) => branch(Cells::given(read_ids(cells, "cell")?, voxels), config.dice_smooth, true)?,
                 None => {
                     let (ids, largest) = cells_of_masks(foreground.clone(), batch, spatial, &spacing)?;
                     branch(Cells { ids, largest }, config.dice_smooth, false)?
@@ -487,7 +497,7 @@ impl BiccLoss {
         };
         let prediction = if config.alpha > 0.0 {
             let cells = match targets.prediction_cells {
-                Some(cells) => Cells::given(read_ids(cells, "prediction cell")?),
+                Some(cells) => Cells::given(read_ids(cells, "prediction cell")?, voxels),
                 None => {
                     let mask = read_prediction(logits, config.threshold);
                     let (ids, largest) = cells_of_masks(mask, batch, spatial, &spacing)?;

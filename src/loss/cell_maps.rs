@@ -209,10 +209,27 @@ pub(crate) struct Cells {
 }
 
 impl Cells {
-    /// Cells given by the caller.
-    pub(crate) fn given(ids: Vec<u32>) -> Self {
+    /// Cells given by the caller, `[B, voxels]`. Ids larger than an element's voxel count
+    /// (sparse ids) are numbered `1..` per element, in their order, so that the bins follow the
+    /// number of cells, not the ids' values (a cell id only groups voxels).
+    pub(crate) fn given(mut ids: Vec<u32>, voxels: usize) -> Self {
         let largest = ids.par_iter().copied().max().unwrap_or(0) as usize;
-        Self { ids, largest }
+        if largest <= voxels {
+            return Self { ids, largest };
+        }
+        let counts: Vec<usize> = ids
+            .par_chunks_mut(voxels.max(1))
+            .map(|row| {
+                let mut distinct: Vec<u32> = row.iter().copied().filter(|&c| c > 0).collect();
+                distinct.sort_unstable();
+                distinct.dedup();
+                for cell in row.iter_mut().filter(|c| **c > 0) {
+                    *cell = distinct.binary_search(cell).map_or(0, |i| i as u32 + 1);
+                }
+                distinct.len()
+            })
+            .collect();
+        Self { ids, largest: counts.into_iter().max().unwrap_or(0) }
     }
 
     /// The number of bins of a branch over these cells: for every cell `c` in `0..=largest`
@@ -309,10 +326,13 @@ mod tests {
 
     #[test]
     fn bins_split_each_cell_by_target() {
-        let cells = Cells::given(vec![0, 1, 1, 2, 0]);
+        let cells = Cells::given(vec![0, 1, 1, 2, 0], 5);
         assert_eq!(cells.bins(), 6);
         let map = cells.bin_map(&[1, 1, 0, 0, 0], [1, 5], &Device::flex()).unwrap();
         assert_eq!(map.into_data().try_to_vec::<i32>().unwrap(), [1, 2, 4, 5, 0]);
+        // Sparse ids are numbered per element.
+        let sparse = Cells::given(vec![0, 7_000_000, 7_000_000, 9, 4_000_000_000, 0, 5, 5], 4);
+        assert_eq!((sparse.ids, sparse.largest), (vec![0, 2, 2, 1, 2, 0, 1, 1], 2));
         let device = Device::flex();
         let negative = Tensor::<4, Int>::from_ints([[[[0, -1]]]], &device);
         assert!(read_ids(negative.clone(), "cell").unwrap_err().to_string().contains("cell id -1 is negative"));
