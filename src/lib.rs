@@ -34,6 +34,7 @@
 // comparisons of bytes (`components/bits.rs`).
 #![deny(unsafe_code)]
 
+mod backend;
 pub mod components;
 mod error;
 pub mod loss;

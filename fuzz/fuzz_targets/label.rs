@@ -1,14 +1,15 @@
 //! `label` and `label_into` on arbitrary 2D and 3D masks (zero-sized axes, 1 x N and other long
 //! thin shapes), in every layout (C and Fortran order, reversed axes, strided and permuted views),
 //! element types and connectivities, against the breadth-first flood fill of the integration
-//! tests.
+//! tests; and `label_tensor` on flex.
 #![no_main]
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
 use arbitrary::Arbitrary;
-use blob_loss::components::{Connectivity, MaskElement, label, label_into};
+use blob_loss::components::{Connectivity, MaskElement, label, label_into, label_tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use libfuzzer_sys::fuzz_target;
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, ShapeBuilder, Slice};
 
@@ -56,7 +57,28 @@ fuzz_target!(|input: Input| {
         4 => check(&mask, |v| -(v as i8) * 31, connectivity, layout),
         _ => check(&mask.mapv(|v| u8::from(v > 0)), |v| v > 0, connectivity, layout),
     }
+    check_tensor(&mask, connectivity);
 });
+
+/// `label_tensor` (flex) of `mask` as a `[1, 1, spatial..]` tensor gives the flood fill's labels.
+fn check_tensor(mask: &ArrayD<u8>, connectivity: Connectivity) {
+    let (want, count) = common::naive_label(mask, connectivity);
+    let want: Vec<i32> = want.iter().map(|&l| l as i32).collect();
+    let mut shape = vec![1, 1];
+    shape.extend_from_slice(mask.shape());
+    let values: Vec<i32> = mask.iter().map(|&v| i32::from(v)).collect();
+    let data = TensorData::new(values, shape);
+    let device = Device::flex();
+    let (labels, counts) = if mask.ndim() == 2 {
+        let got = label_tensor(Tensor::<4, Int>::from_data(data, &device), connectivity).expect("a valid mask");
+        (got.labels.into_data(), got.counts.into_data())
+    } else {
+        let got = label_tensor(Tensor::<5, Int>::from_data(data, &device), connectivity).expect("a valid mask");
+        (got.labels.into_data(), got.counts.into_data())
+    };
+    assert_eq!(labels.convert::<i32>().try_to_vec::<i32>().unwrap(), want, "label_tensor");
+    assert_eq!(counts.convert::<i64>().try_to_vec::<i64>().unwrap(), [count as i64], "label_tensor counts");
+}
 
 /// Labels `mask` mapped to another element type (an injective map that keeps 0), in the layout
 /// `layout` selects, and compares with the flood fill of `mask`.

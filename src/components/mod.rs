@@ -7,6 +7,9 @@
 //! - [`instances_from_classes`]: a class-index map to one-vs-rest instance maps.
 //! - [`distance_transform`]: the exact Euclidean distance transform with nearest-voxel indices,
 //!   any dimension and voxel spacing; [`voronoi`]: the Voronoi cells of an instance map.
+//! - [`label_tensor`], [`voronoi_tensor`]: the same labels and cells of burn tensors, computed on
+//!   the tensors' device (kernels on wgpu and cuda, the host code on flex), for the loss's
+//!   partitions of the prediction.
 //!
 //! Labels are `u32`, numbered `1..=count` by first voxel in row-major order of the logical
 //! indices, exactly as `scipy.ndimage.label` and cc3d number them.
@@ -41,6 +44,7 @@ mod element;
 mod join;
 mod label;
 mod runs;
+pub(crate) mod tensor;
 mod union_find;
 
 pub use batch::{BatchLabeling, instances_from_classes, label_batch, label_batch_into};
@@ -48,3 +52,4 @@ pub use connectivity::Connectivity;
 pub use distance::{DistanceTransform, distance_map, distance_transform, voronoi, voronoi_batch};
 pub use element::MaskElement;
 pub use label::{Labeling, label, label_into};
+pub use tensor::{ComponentsBackend, GridSpacing, TensorLabeling, label_tensor, voronoi_tensor};

@@ -6,12 +6,10 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{FloatDType, Int, Tensor, TensorData};
-
-use rayon::prelude::*;
+use burn::tensor::{FloatDType, Int, Tensor};
 
 use super::bins::check_bins;
-use super::cell_maps::{Cells, cells_of_masks, check_logits, read_ids, read_prediction};
+use super::cell_maps::{Cells, Foreground, check_logits};
 use super::cell_term::{BranchSums, branch_rows};
 use super::config::MAX_BINS;
 use super::sums::device::host_backed;
@@ -329,8 +327,12 @@ pub struct BiccUnreduced {
 /// truth, the [`EmptyCellLoss`]) plus its mean cross-entropy; an element's branch is the mean
 /// over its cells, or, without any cell, the Dice and mean cross-entropy of the whole volume;
 /// each branch is the mean over the batch. No gradient flows through the threshold, the labels
-/// or the cells. The cells are computed on the host (the logits and the mask are read there);
-/// the sums run on the device, one pass per branch.
+/// or the cells. The cells are computed where the tensors live: on flex by the host code, in the
+/// tensors' memory; on wgpu and cuda by the kernels of
+/// [`label_tensor`](crate::components::label_tensor) and
+/// [`voronoi_tensor`](crate::components::voronoi_tensor), so a GPU step reads back one integer
+/// per branch (its number of cells) and no voxel map. The sums run on the device, one pass per
+/// branch.
 ///
 /// # Example
 /// ```
@@ -467,7 +469,9 @@ impl BiccLoss {
         let voxels: usize = spatial.iter().product();
         let spacing = config.effective_spacing(spatial)?;
         let device = logits.device();
-        let foreground: Vec<u8> = read_ids(targets.mask, "mask")?.par_iter().map(|&v| u8::from(v > 0)).collect();
+        let mut shape = dims;
+        shape[1] = 1;
+        let foreground = Foreground::of_mask(targets.mask)?;
         // The margin `l1 - l0`: the class-1 probability is its sigmoid, the cross-entropy its
         // softplus, and the gradient reaches the two logits as `(-g, g)`.
         let margin = match channels {
@@ -486,22 +490,18 @@ impl BiccLoss {
         // A branch of weight 0 is not computed.
         let ground_truth = if config.alpha != 1.0 {
             Some(match targets.cells {
-                Some(cells) => branch(Cells::given(read_ids(cells, "cell")?, voxels), config.dice_smooth, true)?,
-                None => {
-                    let (ids, largest) = cells_of_masks(foreground.clone(), batch, spatial, &spacing)?;
-                    branch(Cells { ids, largest }, config.dice_smooth, false)?
-                }
+                Some(cells) => branch(Cells::given(cells, "cell")?, config.dice_smooth, true)?,
+                None => branch(Cells::of_mask(&foreground, shape, &spacing, &device)?, config.dice_smooth, false)?,
             })
         } else {
             None
         };
         let prediction = if config.alpha > 0.0 {
             let cells = match targets.prediction_cells {
-                Some(cells) => Cells::given(read_ids(cells, "prediction cell")?, voxels),
+                Some(cells) => Cells::given(cells, "prediction cell")?,
                 None => {
-                    let mask = read_prediction(logits, config.threshold);
-                    let (ids, largest) = cells_of_masks(mask, batch, spatial, &spacing)?;
-                    Cells { ids, largest }
+                    let predicted = Foreground::of_prediction(logits, config.threshold);
+                    Cells::of_mask(&predicted, shape, &spacing, &device)?
                 }
             };
             Some(branch(cells, config.prediction_dice_smooth.unwrap_or(config.dice_smooth), true)?)
@@ -524,7 +524,7 @@ impl BiccLoss {
         &self,
         margin: Tensor<2>,
         ids: Tensor<2, Int>,
-        foreground: &[u8],
+        foreground: &Foreground,
         largest: usize,
         empty_cells: bool,
     ) -> BranchSums {
@@ -546,9 +546,7 @@ impl BiccLoss {
         if let Some(floor) = config.probability_floor.filter(|_| cross_entropy) {
             // `-ln(max(p_y, floor))` per voxel (`p_y` the probability of the voxel's class, the
             // sigmoid of the signed margin), summed by a second pass over the same bins.
-            let signs: Vec<f32> = foreground.par_iter().map(|&f| if f > 0 { 1.0 } else { -1.0 }).collect();
-            let signs = Tensor::<2>::from_data(TensorData::new(signs, margin.dims().to_vec()), &margin.device())
-                .cast(FloatDType::from(margin.dtype()));
+            let signs = foreground.signs(margin.dims(), &margin.device(), FloatDType::from(margin.dtype()));
             let per_voxel = sigmoid(margin * signs).clamp_min(floor).log().neg();
             let spec = InstanceSumsSpec::new(SumInput::Probabilities, bins);
             let sums = sums_unchecked(per_voxel, ids, spec, config.engine);

@@ -4,6 +4,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{FloatDType, Int, Tensor};
 
 use super::sums::device::exponentiable;
+use crate::backend::row_sum;
 
 /// The categorical cross-entropy of softmax outputs against the classes of the instance maps (see
 /// [`BlobLossConfig::categorical_cross_entropy`](super::BlobLossConfig::categorical_cross_entropy)),
@@ -27,5 +28,7 @@ pub(crate) fn categorical_cross_entropy<const D: usize>(outputs: Tensor<D>, inst
     };
     let kept = ids.greater_equal_elem(0).float().cast(dtype).min_dim(1); // [batch, 1, voxels]
     let per_voxel = (log_p * targets).sum_dim(1).neg() * kept.clone();
-    (per_voxel.sum() / kept.sum().clamp_min(1.0)).reshape([1])
+    // Sums over every voxel of the batch, in stages (see `row_sum`).
+    let total = |t: Tensor<3>| row_sum(t.reshape([1, batch * voxels]));
+    (total(per_voxel) / total(kept).clamp_min(1.0)).reshape([1])
 }

@@ -1,14 +1,42 @@
-//! The partitions of the CC family ([`BiccLoss`](super::BiccLoss)), on the host: the connected
-//! components of a binary mask with full connectivity (the 3x3x3 structure of the published
-//! code), their Voronoi cells over the whole volume, the prediction as the published code
-//! thresholds it, and the bin map one branch is summed over.
+//! The partitions of the CC family ([`BiccLoss`](super::BiccLoss)): the connected components of
+//! a binary mask with full connectivity (the 3x3x3 structure of the published code), their
+//! Voronoi cells over the whole volume, the prediction as the published code thresholds it, and
+//! the bin map one branch is summed over.
+//!
+//! On flex they are made on the host, in the tensors' own memory ([`Foreground::Host`],
+//! [`CellIds::Host`]). On a GPU they stay on the device ([`Foreground::Device`],
+//! [`CellIds::Device`]): the prediction is thresholded by tensor operations, labelled and
+//! partitioned by the kernels of [`label_tensor`](crate::components::label_tensor) and
+//! [`voronoi_tensor`](crate::components::voronoi_tensor), and only the number of cells (one
+//! integer per branch) and the range of the given maps are read back.
 
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use std::cell::Cell;
+
+use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData};
 use ndarray::{ArrayViewD, IxDyn};
 use rayon::prelude::*;
 
 use crate::Error;
+use crate::backend::{Extreme, host_backed, id_range, row_extreme};
+use crate::components::tensor::{Grid, label_unchecked, voronoi_unchecked};
 use crate::components::{Connectivity, label_batch, voronoi};
+
+thread_local! {
+    /// Voxel maps this thread has read to the host ([`read_ids`], [`read_prediction`]): the
+    /// tests check that a GPU forward reads none.
+    static VOXEL_READS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts one voxel map read to the host.
+fn count_voxel_read() {
+    VOXEL_READS.with(|reads| reads.set(reads.get() + 1));
+}
+
+/// The voxel maps this thread has read to the host so far.
+#[cfg(test)]
+pub(crate) fn voxel_reads() -> usize {
+    VOXEL_READS.with(Cell::get)
+}
 
 /// Whether a voxel with the two logits `l0`, `l1` is predicted: its `f32` softmax probability of
 /// class 1 is strictly above `threshold`, computed as PyTorch's softmax computes it
@@ -63,7 +91,8 @@ pub(crate) fn cells_of_masks(
 /// axis); 0 everywhere in an element where nothing is predicted. `[B, 1, spatial..]`, no gradient.
 ///
 /// - `logits`: `[B, 2, spatial..]` (the two classes' logits) or `[B, 1, spatial..]` (class 1's
-///   logit against 0), 2 or 3 spatial axes. They are read to the host.
+///   logit against 0), 2 or 3 spatial axes. On flex they are read in place; on a GPU the cells
+///   are made on the device (see [`label_tensor`](crate::components::label_tensor)).
 ///
 /// # Errors
 /// [`Error::UnsupportedRank`], [`Error::InvalidArgument`] for 3 or more channels, a zero-sized
@@ -91,14 +120,14 @@ pub fn prediction_cells<const D: usize>(
     if !(threshold > 0.0 && threshold < 1.0) {
         return Err(Error::InvalidArgument(format!("the prediction threshold must be in (0, 1), got {threshold}")));
     }
-    let (batch, spatial) = (dims[0], &dims[2..]);
     let device = logits.device();
-    let mask = read_prediction(logits, threshold);
-    let (cells, _) = cells_of_masks(mask, batch, spatial, spacing)?;
-    let mut shape = dims.to_vec();
+    let mut shape = dims;
     shape[1] = 1;
-    let cells: Vec<i32> = cells.into_iter().map(|c| c as i32).collect();
-    Ok(Tensor::from_data(TensorData::new(cells, shape), (&device, DType::I32)))
+    let cells = Cells::of_mask(&Foreground::of_prediction(logits, threshold), shape, spacing, &device)?;
+    Ok(match cells.ids {
+        CellIds::Host(ids) => host_ids(&ids, [dims[0], ids.len() / dims[0]], &device).reshape(shape),
+        CellIds::Device(ids) => ids.reshape(shape),
+    })
 }
 
 /// Checks logits for the CC family: 2 or 3 spatial axes, 1 or 2 channels, no zero-sized axis.
@@ -127,6 +156,7 @@ pub(crate) fn check_logits<const D: usize>(dims: [usize; D]) -> Result<(), Error
 /// they are, others converted to `f32`: the published code thresholds an `f32` softmax),
 /// `[B, voxels]`.
 pub(crate) fn read_prediction<const D: usize>(logits: Tensor<D>, threshold: f64) -> Vec<u8> {
+    count_voxel_read();
     let [batch, channels] = [logits.dims()[0], logits.dims()[1]];
     let data = logits.detach().into_data();
     match data.dtype() {
@@ -192,6 +222,7 @@ pub(crate) fn read_ids<const D: usize>(map: Tensor<D, Int>, what: &str) -> Resul
             _ => Ok(values.par_iter().map(|&v| v.into() as u32).collect()),
         }
     }
+    count_voxel_read();
     let data = map.into_data();
     match data.dtype() {
         DType::I32 => convert(data.as_slice::<i32>().expect("i32 data"), what),
@@ -200,22 +231,117 @@ pub(crate) fn read_ids<const D: usize>(map: Tensor<D, Int>, what: &str) -> Resul
     }
 }
 
-/// A partition's cells as the loss reads them: `[B, voxels]` ids, 0 for a voxel in no cell, and
-/// the largest id.
+/// The thresholded prediction on the device, `[B, voxels]`: the class-1 probability of the
+/// `f32` softmax (`exp(l - max)` over the sum, as PyTorch computes it) strictly above
+/// `threshold`. A GPU's `exp` may round differently from the host's, which matters only for
+/// margins within a few `f32` ulps of the threshold's.
+fn device_prediction<const D: usize>(logits: Tensor<D>, threshold: f64) -> Tensor<2, Bool> {
+    let [batch, channels] = [logits.dims()[0], logits.dims()[1]];
+    let voxels = logits.shape().num_elements() / batch / channels;
+    let logits = logits.detach().cast(FloatDType::F32);
+    let l1 = logits.clone().narrow(1, channels - 1, 1);
+    let l0 = if channels == 2 { logits.narrow(1, 0, 1) } else { l1.zeros_like() };
+    let max = l0.clone().max_pair(l1.clone());
+    let (e0, e1) = ((l0 - max.clone()).exp(), (l1 - max).exp());
+    (e1.clone() / (e0 + e1)).greater_elem(threshold).reshape([batch, voxels])
+}
+
+/// A binary mask `[B, voxels]` (the ground truth's foreground or the thresholded prediction),
+/// where the loss's device keeps it.
+#[derive(Debug, Clone)]
+pub(crate) enum Foreground {
+    /// On the host (flex), one byte per voxel.
+    Host(Vec<u8>),
+    /// On the device (boxed: a tensor handle is large beside a `Vec`).
+    Device(Box<Tensor<2, Bool>>),
+}
+
+impl Foreground {
+    /// The foreground (`> 0`) of a `[B, 1, spatial..]` instance or class map.
+    ///
+    /// # Errors
+    /// [`Error::NegativeInstanceId`] for a negative value.
+    pub(crate) fn of_mask<const D: usize>(mask: Tensor<D, Int>) -> Result<Self, Error> {
+        let batch = mask.dims()[0];
+        let voxels = mask.shape().num_elements() / batch.max(1);
+        if host_backed(&mask.device()) {
+            return Ok(Self::Host(read_ids(mask, "mask")?.par_iter().map(|&v| u8::from(v > 0)).collect()));
+        }
+        let (low, _) = id_range(&mask)?;
+        if low < 0 {
+            return Err(Error::NegativeInstanceId { value: low });
+        }
+        Ok(Self::Device(Box::new(mask.reshape([batch, voxels]).greater_elem(0))))
+    }
+
+    /// The prediction of `[B, C, spatial..]` logits as the published code thresholds it.
+    pub(crate) fn of_prediction<const D: usize>(logits: Tensor<D>, threshold: f64) -> Self {
+        if host_backed(&logits.device()) {
+            Self::Host(read_prediction(logits, threshold))
+        } else {
+            Self::Device(Box::new(device_prediction(logits, threshold)))
+        }
+    }
+
+    /// `+1` on the foreground, `-1` elsewhere, `[B, voxels]` on `device` in `dtype`.
+    pub(crate) fn signs(&self, shape: [usize; 2], device: &Device, dtype: FloatDType) -> Tensor<2> {
+        match self {
+            Self::Host(mask) => {
+                let signs: Vec<f32> = mask.par_iter().map(|&f| if f > 0 { 1.0 } else { -1.0 }).collect();
+                Tensor::<2>::from_data(TensorData::new(signs, shape.to_vec()), device).cast(dtype)
+            }
+            Self::Device(mask) => mask.as_ref().clone().float().cast(dtype) * 2.0 - 1.0,
+        }
+    }
+}
+
+/// A partition's cell ids, `[B, voxels]`, 0 for a voxel in no cell.
+#[derive(Debug)]
+pub(crate) enum CellIds {
+    /// On the host (flex).
+    Host(Vec<u32>),
+    /// On the device (boxed: a tensor handle is large beside a `Vec`).
+    Device(Box<Tensor<2, Int>>),
+}
+
+/// A partition's cells as the loss reads them: the ids and the largest id.
 #[derive(Debug)]
 pub(crate) struct Cells {
-    pub ids: Vec<u32>,
+    pub ids: CellIds,
     pub largest: usize,
 }
 
 impl Cells {
-    /// Cells given by the caller, `[B, voxels]`. Ids larger than an element's voxel count
+    /// Cells given by the caller, `[B, 1, spatial..]`. Ids larger than an element's voxel count
     /// (sparse ids) are numbered `1..` per element, in their order, so that the bins follow the
-    /// number of cells, not the ids' values (a cell id only groups voxels).
-    pub(crate) fn given(mut ids: Vec<u32>, voxels: usize) -> Self {
+    /// number of cells, not the ids' values (a cell id only groups voxels); on a GPU that takes
+    /// a copy to the host, which dense ids (at most the voxel count) do not.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a negative id or one above `u32::MAX`.
+    pub(crate) fn given<const D: usize>(map: Tensor<D, Int>, what: &str) -> Result<Self, Error> {
+        let batch = map.dims()[0];
+        let voxels = map.shape().num_elements() / batch.max(1);
+        if !host_backed(&map.device()) {
+            let (low, high) = id_range(&map).map_err(|_| Error::InvalidArgument(format!("{what} id is negative")))?;
+            if low < 0 {
+                return Err(Error::InvalidArgument(format!("{what} id {low} is negative")));
+            }
+            if high as u128 <= voxels as u128 {
+                return Ok(Self {
+                    ids: CellIds::Device(Box::new(map.reshape([batch, voxels]))),
+                    largest: high as usize,
+                });
+            }
+        }
+        Ok(Self::renumbered(read_ids(map, what)?, voxels))
+    }
+
+    /// Host ids, sparse ones numbered `1..` per element (see [`given`](Self::given)).
+    fn renumbered(mut ids: Vec<u32>, voxels: usize) -> Self {
         let largest = ids.par_iter().copied().max().unwrap_or(0) as usize;
         if largest <= voxels {
-            return Self { ids, largest };
+            return Self { ids: CellIds::Host(ids), largest };
         }
         let counts: Vec<usize> = ids
             .par_chunks_mut(voxels.max(1))
@@ -229,7 +355,42 @@ impl Cells {
                 distinct.len()
             })
             .collect();
-        Self { ids, largest: counts.into_iter().max().unwrap_or(0) }
+        Self { ids: CellIds::Host(ids), largest: counts.into_iter().max().unwrap_or(0) }
+    }
+
+    /// The Voronoi cells of the connected components (full connectivity) of a binary mask, on
+    /// the mask's side: `shape` is the `[B, 1, spatial..]` shape of the maps.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad spacing or a map of `2^31` voxels or more.
+    pub(crate) fn of_mask<const D: usize>(
+        mask: &Foreground,
+        shape: [usize; D],
+        spacing: &[f64],
+        device: &Device,
+    ) -> Result<Self, Error> {
+        let (batch, spatial) = (shape[0], &shape[2..]);
+        match mask {
+            Foreground::Host(mask) => {
+                let (ids, largest) = cells_of_masks(mask.clone(), batch, spatial, spacing)?;
+                Ok(Self { ids: CellIds::Host(ids), largest })
+            }
+            Foreground::Device(mask) => {
+                let grid = Grid::of(&shape, "mask")?;
+                let spacing = grid.spacing(spacing)?;
+                let voxels = grid.voxels();
+                let labels =
+                    label_unchecked(mask.as_ref().clone().int().reshape(shape), full_connectivity(spatial.len()), grid);
+                // The one read of the branch: its number of cells sizes its bins.
+                let largest: i64 = row_extreme(labels.clone().reshape([1, batch * voxels]), Extreme::Max).into_scalar();
+                let ids = if largest > 0 {
+                    voronoi_unchecked(labels, spacing, grid).reshape([batch, voxels])
+                } else {
+                    Tensor::zeros([batch, voxels], (device, DType::I32))
+                };
+                Ok(Self { ids: CellIds::Device(Box::new(ids)), largest: largest as usize })
+            }
+        }
     }
 
     /// The number of bins of a branch over these cells: for every cell `c` in `0..=largest`
@@ -242,9 +403,12 @@ impl Cells {
     /// in bin `1 + c` (bins `1..largest + 2` have target 1: the sums'
     /// [`foreground_end`](super::sums::InstanceSumsSpec::foreground_end) is `largest + 2`), a
     /// background voxel of cell `c > 0` in bin `largest + 1 + c`, one in no cell in bin 0.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the bins need ids above `i32::MAX`.
     pub(crate) fn bin_map(
         &self,
-        foreground: &[u8],
+        foreground: &Foreground,
         shape: [usize; 2],
         device: &Device,
     ) -> Result<Tensor<2, Int>, Error> {
@@ -252,20 +416,44 @@ impl Cells {
         if self.bins() > i32::MAX as usize {
             return Err(Error::InvalidArgument(format!("{k} cells need more bins than i32 ids can name")));
         }
-        let bins: Vec<i32> = foreground
-            .par_iter()
-            .zip(&self.ids)
-            .map(|(&fg, &cell)| {
-                let cell = cell as usize;
-                (match (fg > 0, cell) {
-                    (true, _) => 1 + cell,
-                    (false, 0) => 0,
-                    (false, _) => k + 1 + cell,
-                }) as i32
-            })
-            .collect();
-        Ok(Tensor::from_data(TensorData::new(bins, shape.to_vec()), (device, DType::I32)))
+        match (&self.ids, foreground) {
+            (CellIds::Host(ids), Foreground::Host(foreground)) => {
+                let bins: Vec<i32> = foreground
+                    .par_iter()
+                    .zip(ids)
+                    .map(|(&fg, &cell)| {
+                        let cell = cell as usize;
+                        (match (fg > 0, cell) {
+                            (true, _) => 1 + cell,
+                            (false, 0) => 0,
+                            (false, _) => k + 1 + cell,
+                        }) as i32
+                    })
+                    .collect();
+                Ok(Tensor::from_data(TensorData::new(bins, shape.to_vec()), (device, DType::I32)))
+            }
+            (ids, foreground) => {
+                let ids = match ids {
+                    CellIds::Device(ids) => ids.as_ref().clone(),
+                    CellIds::Host(ids) => host_ids(ids, shape, device),
+                };
+                let foreground = match foreground {
+                    Foreground::Device(mask) => mask.as_ref().clone(),
+                    Foreground::Host(mask) => {
+                        host_ids(&mask.iter().map(|&m| u32::from(m)).collect::<Vec<_>>(), shape, device).greater_elem(0)
+                    }
+                };
+                let background = (ids.clone() + (k as i64 + 1)).mask_fill(ids.clone().equal_elem(0), 0);
+                Ok(background.mask_where(foreground, ids + 1))
+            }
+        }
     }
+}
+
+/// Host ids as an `i32` tensor on `device`.
+fn host_ids(ids: &[u32], shape: [usize; 2], device: &Device) -> Tensor<2, Int> {
+    let ids: Vec<i32> = ids.par_iter().map(|&c| c as i32).collect();
+    Tensor::from_data(TensorData::new(ids, shape.to_vec()), (device, DType::I32))
 }
 
 #[cfg(test)]
@@ -326,18 +514,54 @@ mod tests {
 
     #[test]
     fn bins_split_each_cell_by_target() {
-        let cells = Cells::given(vec![0, 1, 1, 2, 0], 5);
+        let cells = Cells::renumbered(vec![0, 1, 1, 2, 0], 5);
         assert_eq!(cells.bins(), 6);
-        let map = cells.bin_map(&[1, 1, 0, 0, 0], [1, 5], &Device::flex()).unwrap();
+        let map = cells.bin_map(&Foreground::Host(vec![1, 1, 0, 0, 0]), [1, 5], &Device::flex()).unwrap();
         assert_eq!(map.into_data().try_to_vec::<i32>().unwrap(), [1, 2, 4, 5, 0]);
         // Sparse ids are numbered per element.
-        let sparse = Cells::given(vec![0, 7_000_000, 7_000_000, 9, 4_000_000_000, 0, 5, 5], 4);
-        assert_eq!((sparse.ids, sparse.largest), (vec![0, 2, 2, 1, 2, 0, 1, 1], 2));
+        let sparse = Cells::renumbered(vec![0, 7_000_000, 7_000_000, 9, 4_000_000_000, 0, 5, 5], 4);
+        assert!(matches!(sparse.ids, CellIds::Host(ref ids) if ids == &[0, 2, 2, 1, 2, 0, 1, 1]));
+        assert_eq!(sparse.largest, 2);
         let device = Device::flex();
         let negative = Tensor::<4, Int>::from_ints([[[[0, -1]]]], &device);
         assert!(read_ids(negative.clone(), "cell").unwrap_err().to_string().contains("cell id -1 is negative"));
         assert_eq!(read_ids(negative, "mask").unwrap_err(), Error::NegativeInstanceId { value: -1 });
         let wide = Tensor::<4, Int>::from_data(TensorData::new(vec![3i64, 0], [1, 1, 1, 2]), &device);
         assert_eq!(read_ids(wide, "cell").unwrap(), [3, 0]);
+    }
+
+    /// A BiCC forward with the cells and components made by the loss: its value, and the voxel
+    /// maps it read to the host.
+    fn forward_reads(device: &Device) -> (f64, usize) {
+        use crate::loss::BiccLossConfig;
+        let shape = [2, 2, 9, 8, 7];
+        let logits: Vec<f32> = (0..shape.iter().product::<usize>())
+            .map(|i| ((i * 7919) % 23) as f32 / 4.0 - 2.6 + if (i / 504) % 2 == 1 && (i % 13) < 4 { 3.0 } else { 0.0 })
+            .collect();
+        let mask: Vec<i32> = (0..2 * 9 * 8 * 7).map(|i| i32::from((i % 11) < 2 && i % 97 > 20)).collect();
+        let logits = Tensor::<5>::from_data(TensorData::new(logits, shape), device);
+        let mask = Tensor::<5, Int>::from_data(TensorData::new(mask, [2, 1, 9, 8, 7]), device);
+        let before = voxel_reads();
+        let loss = BiccLossConfig::new().with_spacing(Some(vec![2.0, 1.0, 1.0])).init().forward(logits, mask);
+        let reads = voxel_reads() - before;
+        (loss.into_scalar::<f64>(), reads)
+    }
+
+    #[test]
+    fn host_forward_reads_its_maps_on_flex() {
+        // The counter works: flex labels the maps on the host, in their memory.
+        let (_, reads) = forward_reads(&Device::flex());
+        assert_eq!(reads, 2);
+    }
+
+    /// On a GPU the loss reads no voxel map back: the prediction is thresholded, labelled and
+    /// partitioned on the device, and gives the host path's value.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn device_forward_reads_no_voxel_map() {
+        let (expected, _) = forward_reads(&Device::flex());
+        let (value, reads) = forward_reads(&Device::wgpu(Default::default()));
+        assert_eq!(reads, 0);
+        assert!((value - expected).abs() < 1e-5 * expected.abs().max(1.0), "{value} vs {expected}");
     }
 }

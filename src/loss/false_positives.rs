@@ -4,8 +4,7 @@
 //! them on), and the term `sum(p sg(p)) / sg(sum p)` of each, averaged per `(element, channel)`.
 
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
-use ndarray::{ArrayD, IxDyn};
+use burn::tensor::{Bool, Int, Tensor};
 
 use super::activation::Activation;
 use super::bins::{FalsePositiveVoxels, bin_ids, negative_component};
@@ -13,7 +12,8 @@ use super::reduce::region_means;
 use super::sums::{Engine, InstanceSumsSpec, Statistic, SumInput, sums_unchecked};
 use super::targets::check_shapes;
 use crate::Error;
-use crate::components::{Connectivity, label_batch};
+use crate::components::Connectivity;
+use crate::components::tensor::{Grid, components_apart, label_unchecked};
 
 /// The connected components of the thresholded prediction that touch no ground-truth instance,
 /// numbered `1..=n` in every `(element, channel)` slice (0 elsewhere); no gradient flows through
@@ -26,9 +26,10 @@ use crate::components::{Connectivity, label_batch};
 ///   never part of a component).
 ///
 /// Components are taken with full connectivity (8 neighbours in 2D, 26 in 3D, as BiCC); a
-/// component with any voxel of any instance of its channel is no false positive. The outputs and
-/// instances are read to the host (one transfer each on a GPU), labelled there and the map
-/// uploaded back: call it on detached outputs, once per step.
+/// component with any voxel of any instance of its channel is no false positive. The components
+/// are found where the tensors live (the host code on flex, the kernels of
+/// [`label_tensor`](crate::components::label_tensor) on wgpu and cuda): nothing is read back.
+/// No gradient flows through them; call it once per step.
 ///
 /// # Errors
 /// [`Error::UnsupportedRank`], [`Error::ShapeMismatch`], [`Error::InvalidArgument`] for a
@@ -58,7 +59,6 @@ pub fn false_positive_components<const D: usize>(
     if !(threshold > 0.0 && threshold < 1.0) {
         return Err(Error::InvalidArgument(format!("the prediction threshold must be in (0, 1), got {threshold}")));
     }
-    let device = outputs.device();
     let outputs = outputs.detach();
     let predicted: Tensor<D, Bool> = match activation {
         // sigmoid(x) > t  <=>  x > ln(t / (1 - t)), without computing the sigmoid.
@@ -66,47 +66,14 @@ pub fn false_positive_components<const D: usize>(
         Activation::Softmax => softmax(outputs, 1).greater_elem(threshold),
         Activation::None => outputs.greater_elem(threshold),
     };
-    let predicted: Vec<bool> = predicted.into_data().convert::<bool>().try_to_vec().expect("converted to bool");
-    let truth: Vec<i64> = instances.into_data().convert::<i64>().try_to_vec().expect("converted to i64");
-    // One spatial axis is labelled as a 1 x N image.
-    let (shape, connectivity) = match D {
-        3 => (vec![dims[0], dims[1], 1, dims[2]], Connectivity::Eight),
-        4 => (dims.to_vec(), Connectivity::Eight),
-        _ => (dims.to_vec(), Connectivity::TwentySix),
-    };
-    let predicted: Vec<bool> = predicted.iter().zip(&truth).map(|(&p, &id)| p && id >= 0).collect();
-    let mask = ArrayD::from_shape_vec(IxDyn(&shape), predicted).expect("the outputs' element count");
-    let labelled = label_batch(mask.view(), connectivity)?;
-    let voxels: usize = dims[2..].iter().product();
-    let mut ids = vec![0i32; truth.len()];
-    let labels = labelled.labels.as_slice().expect("a new, standard-layout array");
-    let mut touches = Vec::new();
-    let mut renumbered = Vec::new();
-    for (slice, count) in labelled.counts.iter().enumerate() {
-        let range = slice * voxels..(slice + 1) * voxels;
-        touches.clear();
-        touches.resize(count + 1, false);
-        for (&label, &id) in labels[range.clone()].iter().zip(&truth[range.clone()]) {
-            if id > 0 {
-                touches[label as usize] = true;
-            }
-        }
-        // Labels that touch no instance, renumbered 1..; the others (and label 0) map to 0.
-        renumbered.clear();
-        let mut next = 0i32;
-        renumbered.extend(touches.iter().enumerate().map(|(label, &touch)| {
-            if label == 0 || touch {
-                0
-            } else {
-                next += 1;
-                next
-            }
-        }));
-        for (out, &label) in ids[range.clone()].iter_mut().zip(&labels[range]) {
-            *out = renumbered[label as usize];
-        }
-    }
-    Ok(Tensor::from_data(TensorData::new(ids, dims.to_vec()), &device))
+    // Every map as a volume (one or two spatial axes: depth and height 1, where 26-connectivity
+    // is 8-connectivity in a plane and adjacency on a line).
+    let mut volume = [dims[0], dims[1], 1, 1, 1];
+    volume[7 - D..].copy_from_slice(&dims[2..]);
+    let grid = Grid::of(&volume, "outputs")?;
+    let mask = predicted.int().mask_fill(instances.clone().lower_elem(0), 0).reshape(volume);
+    let components = label_unchecked(mask, Connectivity::TwentySix, grid);
+    Ok(components_apart(components, instances.reshape(volume), grid).reshape(dims))
 }
 
 /// The false-positive term of every `(element, channel)`, `[B, C]`, and its number of components,

@@ -1,33 +1,11 @@
 //! What the sums know of the device a tensor lives on: which engine serves it, whether its
 //! memory is the host's, and which float math its kernels have.
 
+#[cfg(feature = "cube")]
 use burn::backend::DispatchDevice;
 use burn::tensor::{DType, Device, FloatDType, Tensor};
 
-/// Whether this build has the fused op for the device's backend.
-pub(crate) fn has_fused_op(device: &Device) -> bool {
-    let device = device.clone().without_autodiff();
-    #[allow(unreachable_patterns)]
-    match device.as_dispatch() {
-        #[cfg(feature = "flex")]
-        DispatchDevice::Flex(_) => true,
-        #[cfg(feature = "cube")]
-        DispatchDevice::Cube(_) => true,
-        _ => false,
-    }
-}
-
-/// Whether the device's tensors are host memory (burn's CPU backend, flex): reading a value costs
-/// no transfer and no synchronisation, and maps can be read in place.
-pub(crate) fn host_backed(device: &Device) -> bool {
-    #[cfg(feature = "flex")]
-    return matches!(device.clone().without_autodiff().as_dispatch(), DispatchDevice::Flex(_));
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = device;
-        false
-    }
-}
+pub(crate) use crate::backend::{has_extension_ops as has_fused_op, host_backed};
 
 /// Whether the device's kernels take 64-bit integers: always on the host and on CUDA; on wgpu
 /// only where the adapter has `SHADER_INT64`.

@@ -40,6 +40,7 @@ use scatter::scatter_sums;
 pub use spec::{InstanceSumsSpec, MAX_LOGIT_CROSS_ENTROPY, PROBABILITY_FLOOR, Statistic, SumInput};
 
 use crate::Error;
+pub(crate) use crate::backend::id_range;
 
 /// The backend extension behind [`instance_sums`]: the forward sums and their backward pass.
 ///
@@ -160,23 +161,6 @@ pub(crate) fn sums_unchecked(
         spec,
     );
     Tensor::from_dispatch(sums)
-}
-
-/// The smallest and largest id, in one host read (0 and 0 for an empty map).
-///
-/// # Errors
-/// [`Error::NegativeInstanceId`] when the smallest is negative.
-pub(crate) fn id_range<const D: usize>(ids: &Tensor<D, Int>) -> Result<(i64, i64), Error> {
-    if ids.shape().num_elements() == 0 {
-        return Ok((0, 0));
-    }
-    let flat = ids.clone().reshape([-1]);
-    let extremes = Tensor::cat(vec![flat.clone().min(), flat.max()], 0).into_data().convert::<i64>();
-    let extremes: Vec<i64> = extremes.try_to_vec().expect("converted to i64");
-    if extremes[0] < 0 {
-        return Err(Error::NegativeInstanceId { value: extremes[0] });
-    }
-    Ok((extremes[0], extremes[1]))
 }
 
 #[cfg(test)]

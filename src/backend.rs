@@ -1,0 +1,133 @@
+//! What the crate knows of the backend behind a device: whether this build has its backend
+//! extensions (the instance sums, the labelling and the Voronoi cells) for it, and whether its
+//! memory is the host's.
+
+use burn::backend::DispatchDevice;
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::Error;
+
+/// Whether this build has the crate's backend extensions for the device's backend: flex (the
+/// crate feature `flex`) and burn's cube backend (`wgpu`, `cuda`).
+pub(crate) fn has_extension_ops(device: &Device) -> bool {
+    let device = device.clone().without_autodiff();
+    #[allow(unreachable_patterns)]
+    match device.as_dispatch() {
+        #[cfg(feature = "flex")]
+        DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "cube")]
+        DispatchDevice::Cube(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether the device's tensors are host memory (burn's CPU backend, flex): reading a value costs
+/// no transfer and no synchronisation, and maps can be read in place.
+pub(crate) fn host_backed(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    return matches!(device.clone().without_autodiff().as_dispatch(), DispatchDevice::Flex(_));
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// The smallest and largest id, in one host read (0 and 0 for an empty map).
+///
+/// # Errors
+/// [`Error::NegativeInstanceId`] when the smallest is negative.
+pub(crate) fn id_range<const D: usize>(ids: &Tensor<D, Int>) -> Result<(i64, i64), Error> {
+    let n = ids.shape().num_elements();
+    if n == 0 {
+        return Ok((0, 0));
+    }
+    let flat = ids.clone().reshape([1, n]);
+    let extremes = Tensor::cat(vec![row_extreme(flat.clone(), Extreme::Min), row_extreme(flat, Extreme::Max)], 1)
+        .into_data()
+        .convert::<i64>();
+    let extremes: Vec<i64> = extremes.try_to_vec().expect("converted to i64");
+    if extremes[0] < 0 {
+        return Err(Error::NegativeInstanceId { value: extremes[0] });
+    }
+    Ok((extremes[0], extremes[1]))
+}
+
+/// Which extreme [`row_extreme`] takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extreme {
+    Min,
+    Max,
+}
+
+/// Values per row of one stage of [`row_extreme`].
+const STAGE: usize = 1024;
+
+/// The smallest or largest value of every row of `t` (`[rows, n]`, `n > 0`), `[rows, 1]`, in
+/// stages of at most [`STAGE`] values a row. burn 0.22's one-pass reductions on the cube backend
+/// lose values in tensors beyond about 2^19 elements on some devices (lavapipe: the maximum of
+/// 884,736 values missed the largest); rows of [`STAGE`] values are reduced correctly.
+pub(crate) fn row_extreme(t: Tensor<2, Int>, extreme: Extreme) -> Tensor<2, Int> {
+    let mut t = t;
+    loop {
+        let [rows, n] = t.dims();
+        if n <= STAGE {
+            return match extreme {
+                Extreme::Min => t.min_dim(1),
+                Extreme::Max => t.max_dim(1),
+            };
+        }
+        let m = n.div_ceil(STAGE);
+        // Padded with each row's first value, which changes neither extreme.
+        if m * STAGE > n {
+            let first = t.clone().slice([0..rows, 0..1]).repeat_dim(1, m * STAGE - n);
+            t = Tensor::cat(vec![t, first], 1);
+        }
+        let stages = t.reshape([rows * m, STAGE]);
+        t = match extreme {
+            Extreme::Min => stages.min_dim(1),
+            Extreme::Max => stages.max_dim(1),
+        }
+        .reshape([rows, m]);
+    }
+}
+
+/// The sum of every row of `t` (`[rows, n]`), `[rows, 1]`, in stages of at most [`STAGE`] values
+/// a row (see [`row_extreme`]: burn's one-pass reductions lose values in large tensors on some
+/// devices). Differentiable.
+pub(crate) fn row_sum(t: Tensor<2>) -> Tensor<2> {
+    let mut t = t;
+    loop {
+        let [rows, n] = t.dims();
+        if n <= STAGE {
+            return t.sum_dim(1);
+        }
+        let m = n.div_ceil(STAGE);
+        if m * STAGE > n {
+            let zeros = Tensor::<2>::zeros([rows, m * STAGE - n], (&t.device(), t.dtype()));
+            t = Tensor::cat(vec![t, zeros], 1);
+        }
+        t = t.reshape([rows * m, STAGE]).sum_dim(1).reshape([rows, m]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_reductions_see_every_value() {
+        let device = Device::flex();
+        // Rows of 2,500,000 values: three stages, each row padded.
+        let n = 2_500_000;
+        let values: Vec<i32> =
+            (0..2 * n).map(|i| (i % 1000) as i32 - 500 + if i == n + 1_234_567 { 9_000 } else { 0 }).collect();
+        let t = Tensor::<2, Int>::from_data(burn::tensor::TensorData::new(values, [2, n]), &device);
+        let max: Vec<i64> = row_extreme(t.clone(), Extreme::Max).into_data().convert::<i64>().try_to_vec().unwrap();
+        let min: Vec<i64> = row_extreme(t.clone(), Extreme::Min).into_data().convert::<i64>().try_to_vec().unwrap();
+        assert_eq!((max, min), (vec![499, 9_067], vec![-500, -500]));
+        let sums: Vec<f64> = row_sum(t.float()).into_data().convert::<f64>().try_to_vec().unwrap();
+        assert_eq!(sums, [-1_250_000.0, -1_250_000.0 + 9_000.0]);
+        assert_eq!(id_range(&Tensor::<1, Int>::from_ints([3, 0, 7], &device)).unwrap(), (0, 7));
+    }
+}
