@@ -119,7 +119,7 @@ mod tests {
     fn staged_reductions_see_every_value() {
         let device = Device::flex();
         // Rows of 2,500,000 values: three stages, each row padded.
-        let n = 2_500_000;
+        let n: usize = 2_500_000;
         let values: Vec<i32> =
             (0..2 * n).map(|i| (i % 1000) as i32 - 500 + if i == n + 1_234_567 { 9_000 } else { 0 }).collect();
         let t = Tensor::<2, Int>::from_data(burn::tensor::TensorData::new(values, [2, n]), &device);

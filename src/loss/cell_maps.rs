@@ -323,10 +323,10 @@ impl Cells {
         let batch = map.dims()[0];
         let voxels = map.shape().num_elements() / batch.max(1);
         if !host_backed(&map.device()) {
-            let (low, high) = id_range(&map).map_err(|_| Error::InvalidArgument(format!("{what} id is negative")))?;
-            if low < 0 {
-                return Err(Error::InvalidArgument(format!("{what} id {low} is negative")));
-            }
+            let (_, high) = id_range(&map).map_err(|e| match e {
+                Error::NegativeInstanceId { value } => Error::InvalidArgument(format!("{what} id {value} is negative")),
+                e => e,
+            })?;
             if high as u128 <= voxels as u128 {
                 return Ok(Self {
                     ids: CellIds::Device(Box::new(map.reshape([batch, voxels]))),
