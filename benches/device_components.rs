@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Without a GPU, wgpu runs on Mesa's lavapipe (a CPU): the figures are ratios of code paths,
-//! not GPU speeds; `scripts/gpu_bench.sh` runs the same binary on a lent GPU.
+//! not GPU speeds; `scripts/gpu_bench.sh` runs the same binary on a lent GPU, beside CuPy's
+//! `label` and `distance_transform_edt` on the same volumes (`scripts/cupy_components_bench.py`
+//! makes them with the same generators). `STEP_SIZE=128` runs the loss steps on `128³` volumes.
 
 #[path = "../examples/common/lesions.rs"]
 mod lesions;
@@ -22,6 +24,13 @@ use ndarray::{Array3, Array5};
 use rng::Rng;
 
 fn main() {
+    // The volumes' sizes, to set beside scripts/cupy_components_bench.py's (same generators).
+    let volumes = VOLUMES.iter().map(|&name| (name, volume(name))).chain([("lesions 64³", volume_64())]);
+    for (name, volume) in volumes {
+        let components = label_batch(volume.view(), Connectivity::TwentySix).expect("valid").counts[[0, 0]];
+        let voxels = volume.iter().filter(|&&v| v > 0).count();
+        eprintln!("{name}: {voxels} voxels, {components} components (26-connected)");
+    }
     divan::main();
 }
 
@@ -100,24 +109,31 @@ fn voronoi_device(bencher: Bencher) {
     });
 }
 
-/// Logits `[2, 2, 64³]` that predict the lesions shifted by two voxels and a few false positives,
-/// and the masks.
+/// The side of the loss steps' volumes: 64, or `STEP_SIZE` from the environment (a lent GPU
+/// runs `scripts/gpu_bench.sh` with 128, the size of the issue's target).
+fn step_size() -> usize {
+    std::env::var("STEP_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(64)
+}
+
+/// Logits `[2, 2, size³]` that predict 100 lesions shifted by two voxels and a few false
+/// positives, and the masks (`size` from [`step_size`]).
 fn step_inputs(device: &Device) -> (Tensor<5>, Tensor<5, Int>) {
-    let truth = volume_64();
+    let size = step_size();
+    let truth = lesions::lesions(size, 100, 3);
     let n = truth.len();
     let mut rng = Rng(9);
     let mut logits = vec![0.0f32; 2 * 2 * n];
     let mut mask = vec![0i32; 2 * n];
     for b in 0..2 {
         for (i, &t) in truth.iter().enumerate() {
-            let shifted = truth.as_slice().expect("standard")[(i + 2 + 64 * b) % n];
+            let shifted = truth.as_slice().expect("standard")[(i + 2 + size * b) % n];
             let noise = (rng.unit() as f32 - 0.5) * 0.5;
             logits[(2 * b + 1) * n + i] = if shifted > 0 || rng.below(4000) == 0 { 2.0 } else { -2.0 } + noise;
             mask[b * n + i] = i32::from(t);
         }
     }
-    let logits = Tensor::from_data(TensorData::new(logits, [2, 2, 64, 64, 64]), device).require_grad();
-    (logits, Tensor::from_data(TensorData::new(mask, [2, 1, 64, 64, 64]), device))
+    let logits = Tensor::from_data(TensorData::new(logits, [2, 2, size, size, size]), device).require_grad();
+    (logits, Tensor::from_data(TensorData::new(mask, [2, 1, size, size, size]), device))
 }
 
 /// BiCC (alpha 0.5, Dice + CE) forward and backward, every partition made by the loss: on

@@ -168,6 +168,29 @@ fn a_large_volume_with_many_components_matches_the_host() {
     check(&random_mask(&shape, 0.05, 1, 78), &shape, Connectivity::TwentySix, &[1.0, 1.0, 1.0]);
 }
 
+#[test]
+fn far_apart_instances_and_their_ties_match_the_host() {
+    // A few instance voxels in large volumes: most lines hold no candidate, the nearest
+    // instance is tens of voxels away (the device's outward searches run long), and a grid of
+    // instances on even coordinates makes equidistant voxels everywhere between them.
+    for (shape, seed) in [([2, 1, 33, 40, 27], 5), ([1, 2, 1, 61, 58], 6)] {
+        let mask = random_mask(&shape, 0.0008, 3, seed);
+        for spacing in [[1.0, 1.0, 1.0], [2.0, 1.0, 0.5], [1.0, 1.5, 3.0]] {
+            check(&mask, &shape, Connectivity::TwentySix, &spacing);
+        }
+    }
+    let shape = [1, 1, 17, 21, 19];
+    let grid: Vec<i32> = (0..17 * 21 * 19)
+        .map(|i| {
+            let (z, y, x) = (i / (21 * 19), (i / 19) % 21, i % 19);
+            i32::from(z % 8 == 0 && y % 10 == 0 && x % 6 == 0)
+        })
+        .collect();
+    for spacing in [[1.0, 1.0, 1.0], [1.0, 0.5, 2.0]] {
+        check(&grid, &shape, Connectivity::Six, &spacing);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]

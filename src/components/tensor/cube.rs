@@ -12,10 +12,13 @@
 //!    root's rank: the host labeller's numbering.
 //!
 //! Voronoi cells: every voxel's nearest instance voxel, refined one axis at a time from the last
-//! to the first (as the host distance transform does): along the axis, the voxel takes, of the
-//! candidates its line holds (each line voxel's nearest so far), the one at the smallest squared
-//! distance, ties to the one first in scipy's order (smallest last coordinate, then the one
-//! before). Each unit scans its whole line, so a pass costs the line's length per voxel.
+//! to the first (as the host distance transform does). Along the width, one unit per row sweeps
+//! it forward and backward (`O(width)` per row). Along the height and the depth, every voxel
+//! takes, of the candidates its line holds (each line voxel's nearest so far), the one at the
+//! smallest squared distance, ties to the one first in scipy's order (smallest last coordinate,
+//! then the one before), searching outward from itself and stopping once the step along the line
+//! alone costs more than the best found: a pass costs about the distance to the nearest instance,
+//! in voxels, per voxel (the line's length where a line holds no candidate).
 
 use burn::backend::ops::IntTensorOps;
 use burn::tensor::{DType, IntDType, Shape};
@@ -101,21 +104,23 @@ impl ComponentsBackend for CubeBackend {
         let mut next = empty_i32(&labels, total);
         let (cube_dim, cube_count) = elementwise(&labels, total);
         let [sz, sy, sx] = spacing.0.map(|s| (s * s) as f32);
-        // As in `label_components`: voxels are checked against `total`, line positions against
-        // the axis' length, and nearest voxels are indices within the slice (or -1, never read).
-        init_nearest_kernel::launch(
+        let rows = slices * depth * height;
+        let (row_dim, row_count) = elementwise(&labels, rows);
+        // As in `label_components`: rows and voxels are checked against their counts, line
+        // positions against the axis' length, and nearest voxels are indices within the slice
+        // (or -1, never read).
+        row_nearest_kernel::launch(
             &client,
-            cube_count.clone(),
-            cube_dim,
+            row_count,
+            row_dim,
             labels.clone().into_tensor_arg(),
             nearest.clone().into_tensor_arg(),
-            depth as u32,
-            height as u32,
             width as u32,
-            total as u32,
+            (depth * height * width) as u32,
+            rows as u32,
         );
-        for axis in [2u32, 1, 0] {
-            if [depth, height, width][axis as usize] > 1 {
+        for axis in [1u32, 0] {
+            if [depth, height][axis as usize] > 1 {
                 nearest_pass_kernel::launch(
                     &client,
                     cube_count.clone(),
@@ -410,28 +415,51 @@ fn rank_kernel(roots: &Tensor<i32>, ranks: &Tensor<i32>, labels: &mut Tensor<i32
     labels[at] = select(root >= 0, ranks[clamped as usize], 0i32);
 }
 
-/// Every instance voxel is its own nearest (its index within its slice); others have none (-1).
-#[allow(clippy::too_many_arguments)]
+/// The first pass, along the width: every voxel's nearest instance voxel on its row (its index
+/// within the slice, -1 where the row has none), one unit per row sweeping it forward (the last
+/// instance voxel at or before each) and backward (the first after, where strictly nearer: a tie
+/// goes to the one before, the smaller width coordinate, as in scipy's order).
 #[cube(launch)]
-fn init_nearest_kernel(
-    labels: &Tensor<i32>,
-    nearest: &mut Tensor<i32>,
-    depth: u32,
-    height: u32,
-    width: u32,
-    total: u32,
-) {
-    if ABSOLUTE_POS >= total as usize {
+fn row_nearest_kernel(labels: &Tensor<i32>, nearest: &mut Tensor<i32>, width: u32, voxels: u32, rows: u32) {
+    if ABSOLUTE_POS >= rows as usize {
         terminate!();
     }
-    let at = ABSOLUTE_POS;
-    let voxels = (depth * height * width) as usize;
-    nearest[at] = select(labels[at] != 0, (at % voxels) as i32, -1i32);
+    let start = ABSOLUTE_POS as u32 * width;
+    // Rows never cross slices (a slice is whole rows): the row's first index within its slice.
+    let local_start = start % voxels;
+    // Forward: 1 + the width coordinate of the last instance voxel at or before `x` (0: none),
+    // kept in `nearest` for the backward sweep.
+    let mut last = 0u32;
+    for x in 0..width {
+        let at = (start + x) as usize;
+        if labels[at] != 0 {
+            last = x + 1;
+        }
+        nearest[at] = last as i32;
+    }
+    // Backward: the first instance voxel after `x` (1 + its coordinate), where strictly nearer
+    // than the one before.
+    let mut after = 0u32;
+    for back in 0..width {
+        let x = width - 1 - back;
+        let at = (start + x) as usize;
+        if labels[at] != 0 {
+            after = x + 1;
+        }
+        let before = nearest[at] as u32;
+        let take_after = after > 0 && (before == 0 || after - (x + 1) < (x + 1) - before);
+        let chosen = select(take_after, after, before);
+        nearest[at] = select(chosen > 0, (local_start + chosen - 1) as i32, -1i32);
+    }
 }
 
-/// One pass along `axis` (0: depth, 1: height, 2: width): every voxel takes the nearest of its
-/// line's candidates (squared distances with the squared spacings `sz`, `sy`, `sx`; ties to the
-/// candidate with the smallest width coordinate, then height, then depth).
+/// One pass along `axis` (0: depth, 1: height): every voxel takes the nearest of its line's
+/// candidates (squared distances with the squared spacings `sz`, `sy`, `sx`; ties to the
+/// candidate with the smallest width coordinate, then height, then depth). The line is searched
+/// outward from the voxel, both sides at each step, and the search stops once the step alone
+/// costs more than the best distance found: a candidate holds its line voxel's coordinate on
+/// `axis`, so its distance is at least that step's term (a sum of non-negative `f32` terms is
+/// never below one of them), and the result is that of a scan of the whole line.
 #[allow(clippy::too_many_arguments)]
 #[cube(launch)]
 fn nearest_pass_kernel(
@@ -457,39 +485,47 @@ fn nearest_pass_kernel(
     let x = local % width;
     let y = (local / width) % height;
     let z = local / plane;
-    let (len, stride, position) = if axis == 2 {
-        (width, 1u32, x)
-    } else if axis == 1 {
-        (height, width, y)
-    } else {
-        (depth, plane, z)
-    };
+    let (len, stride, position, step_weight) = if axis == 1 { (height, width, y, sy) } else { (depth, plane, z, sz) };
     let line_start = slice_start + local - position * stride;
     let mut found = false;
     let mut best = 0i32;
     let mut best_distance = 0.0f32;
     let mut best_key = 0u32;
-    for j in 0..len {
-        let candidate = nearest[(line_start + j * stride) as usize];
-        if candidate >= 0 {
-            let c = candidate as u32;
-            let cx = c % width;
-            let cy = (c / width) % height;
-            let cz = c / plane;
-            let dx = f32::cast_from(cx) - f32::cast_from(x);
-            let dy = f32::cast_from(cy) - f32::cast_from(y);
-            let dz = f32::cast_from(cz) - f32::cast_from(z);
-            let distance = dx * dx * sx + dy * dy * sy + dz * dz * sz;
-            // scipy's order of equidistant voxels: the width coordinate first, then height,
-            // then depth (a key that orders as the triple does, within a slice).
-            let key = (cx * height + cy) * depth + cz;
-            if !found || distance < best_distance || (distance == best_distance && key < best_key) {
-                found = true;
-                best = candidate;
-                best_distance = distance;
-                best_key = key;
+    let mut step = 0u32;
+    loop {
+        let offset = f32::cast_from(step);
+        let below = step <= position;
+        let above = step > 0 && position + step < len;
+        if (found && offset * offset * step_weight > best_distance) || !(below || above) {
+            break;
+        }
+        for side in 0..2u32 {
+            let inside = select(side == 0, below, above);
+            if inside {
+                let j = select(side == 0, position - step, position + step);
+                let candidate = nearest[(line_start + j * stride) as usize];
+                if candidate >= 0 {
+                    let c = candidate as u32;
+                    let cx = c % width;
+                    let cy = (c / width) % height;
+                    let cz = c / plane;
+                    let dx = f32::cast_from(cx) - f32::cast_from(x);
+                    let dy = f32::cast_from(cy) - f32::cast_from(y);
+                    let dz = f32::cast_from(cz) - f32::cast_from(z);
+                    let distance = dx * dx * sx + dy * dy * sy + dz * dz * sz;
+                    // scipy's order of equidistant voxels: the width coordinate first, then
+                    // height, then depth (a key that orders as the triple does, within a slice).
+                    let key = (cx * height + cy) * depth + cz;
+                    if !found || distance < best_distance || (distance == best_distance && key < best_key) {
+                        found = true;
+                        best = candidate;
+                        best_distance = distance;
+                        best_key = key;
+                    }
+                }
             }
         }
+        step += 1;
     }
     next[at as usize] = select(found, best, -1i32);
 }

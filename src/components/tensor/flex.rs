@@ -24,11 +24,7 @@ impl ComponentsBackend for Flex {
 
     fn voronoi_cells(labels: FlexTensor, spacing: GridSpacing) -> FlexTensor {
         let shape = grid_shape(&labels);
-        let labels = readable(labels);
-        let ids: Vec<u32> = match labels.dtype() {
-            DType::I64 => labels.as_slice::<i64>().expect("i64").par_iter().map(|&v| v as u32).collect(),
-            _ => labels.as_slice::<i32>().expect("i32").par_iter().map(|&v| v as u32).collect(),
-        };
+        let ids = ids_u32(labels);
         let voxels = shape[1] * shape[2] * shape[3];
         let mut cells = vec![0u32; ids.len()];
         // Slices in parallel; each distance transform is itself parallel over lines.
@@ -44,11 +40,7 @@ impl ComponentsBackend for Flex {
     fn components_apart(labels: FlexTensor, other: FlexTensor) -> FlexTensor {
         let shape = grid_shape(&labels);
         let voxels = shape[1] * shape[2] * shape[3];
-        let labels = readable(labels);
-        let labels: Vec<u32> = match labels.dtype() {
-            DType::I64 => labels.as_slice::<i64>().expect("i64").par_iter().map(|&v| v as u32).collect(),
-            _ => labels.as_slice::<i32>().expect("i32").par_iter().map(|&v| v as u32).collect(),
-        };
+        let labels = ids_u32(labels);
         let other = readable(other);
         let apart = match other.dtype() {
             DType::I64 => apart_on_host(&labels, other.as_slice::<i64>().expect("i64"), voxels),
@@ -71,6 +63,15 @@ fn readable(t: FlexTensor) -> FlexTensor {
         _ => Flex::int_cast(t, IntDType::I32),
     };
     if t.is_contiguous() { t } else { t.to_contiguous() }
+}
+
+/// The non-negative ids of an integer tensor (checked by the callers) as `u32`, row-major.
+fn ids_u32(t: FlexTensor) -> Vec<u32> {
+    let t = readable(t);
+    match t.dtype() {
+        DType::I64 => t.as_slice::<i64>().expect("i64").par_iter().map(|&v| v as u32).collect(),
+        _ => t.as_slice::<i32>().expect("i32").par_iter().map(|&v| v as u32).collect(),
+    }
 }
 
 /// Labels the slices of a `[slices, depth, height, width]` mask into `out` with the host labeller

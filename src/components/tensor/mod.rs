@@ -10,9 +10,10 @@
 //!   a union-find over voxels in the manner of Playne and Hawick (every voxel joins its
 //!   earlier neighbours of the same value with atomic minima, so each component's root is its
 //!   first voxel), then every voxel takes its root's rank among the roots, a prefix sum. The
-//!   Voronoi cells come from separable passes, one per axis from the last to the first, each
-//!   voxel taking the nearest of its line's candidates (ties to the candidate first in scipy's
-//!   order); a pass costs the line's length per voxel;
+//!   Voronoi cells come from separable passes, one per axis from the last to the first: a
+//!   forward and backward sweep of every row, then each voxel taking the nearest of its line's
+//!   candidates (ties to the candidate first in scipy's order), searched outward from itself until
+//!   no farther candidate can be as near;
 //! - other backends: the host code, through one copy each way.
 
 mod autodiff;
@@ -22,7 +23,7 @@ mod cube;
 mod flex;
 
 use burn::backend::tensor::IntTensor;
-use burn::backend::{Backend, backend_extension};
+use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::{DType, Int, Tensor, TensorData};
 
 use super::{Connectivity, label_batch, voronoi_batch};
@@ -190,15 +191,11 @@ pub(crate) fn label_unchecked<const D: usize>(
     connectivity: Connectivity,
     grid: Grid,
 ) -> Tensor<D, Int> {
-    let dims = masks.dims();
-    let masks = masks.reshape(grid.dims());
-    let labels = if has_extension_ops(&masks.device()) {
-        Tensor::from_dispatch(<burn::backend::Dispatch as ComponentsBackend>::label_components(
-            masks.into_dispatch(),
-            connectivity,
-        ))
-    } else {
-        on_host(masks, |values, shape| {
+    on_grid(
+        masks,
+        grid,
+        |masks| <Dispatch as ComponentsBackend>::label_components(masks, connectivity),
+        |values, shape| {
             let values = ndarray::ArrayView4::from_shape(shape.map(|n| n as usize), values).expect("one per voxel");
             let labels = match connectivity.ndim() {
                 2 => label_batch(values.index_axis(ndarray::Axis(1), 0).insert_axis(ndarray::Axis(1)), connectivity)
@@ -207,9 +204,8 @@ pub(crate) fn label_unchecked<const D: usize>(
                     .map(|labelled| labelled.labels.into_raw_vec_and_offset().0),
             };
             labels.expect("checked by the caller").into_iter().map(|l| l as i32).collect()
-        })
-    };
-    labels.reshape(dims)
+        },
+    )
 }
 
 /// [`voronoi_tensor`] without the checks: ids in `0..=i32::MAX`, the tensor has voxels and fewer
@@ -219,15 +215,11 @@ pub(crate) fn voronoi_unchecked<const D: usize>(
     spacing: GridSpacing,
     grid: Grid,
 ) -> Tensor<D, Int> {
-    let dims = labels.dims();
-    let labels = labels.reshape(grid.dims());
-    let cells = if has_extension_ops(&labels.device()) {
-        Tensor::from_dispatch(<burn::backend::Dispatch as ComponentsBackend>::voronoi_cells(
-            labels.into_dispatch(),
-            spacing,
-        ))
-    } else {
-        on_host(labels, |values, shape| {
+    on_grid(
+        labels,
+        grid,
+        |labels| <Dispatch as ComponentsBackend>::voronoi_cells(labels, spacing),
+        |values, shape| {
             let values: Vec<u32> = values.iter().map(|&v| v as u32).collect();
             let view = ndarray::ArrayView5::from_shape(
                 (shape[0] as usize, 1, shape[1] as usize, shape[2] as usize, shape[3] as usize),
@@ -235,9 +227,8 @@ pub(crate) fn voronoi_unchecked<const D: usize>(
             )
             .expect("one per voxel");
             voronoi_batch(view, &spacing.0).expect("checked by the caller").into_iter().map(|c| c as i32).collect()
-        })
-    };
-    cells.reshape(dims)
+        },
+    )
 }
 
 /// [`ComponentsBackend::components_apart`] of two `[B, C, spatial..]` maps with voxels (fewer
@@ -247,21 +238,17 @@ pub(crate) fn components_apart<const D: usize>(
     other: Tensor<D, Int>,
     grid: Grid,
 ) -> Tensor<D, Int> {
-    let dims = labels.dims();
-    let (labels, other) = (labels.reshape(grid.dims()), other.reshape(grid.dims()));
-    let apart = if has_extension_ops(&labels.device()) {
-        Tensor::from_dispatch(<burn::backend::Dispatch as ComponentsBackend>::components_apart(
-            labels.into_dispatch(),
-            other.into_dispatch(),
-        ))
-    } else {
-        let other: Vec<i64> = other.into_data().convert::<i64>().try_to_vec().expect("converted to i64");
-        on_host(labels, |labels, shape| {
+    let other = other.reshape(grid.dims());
+    on_grid(
+        labels,
+        grid,
+        |labels| <Dispatch as ComponentsBackend>::components_apart(labels, other.clone().into_dispatch()),
+        |labels, shape| {
+            let other: Vec<i64> = other.clone().into_data().convert::<i64>().try_to_vec().expect("converted to i64");
             let labels: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
             apart_on_host(&labels, &other, (shape[1] * shape[2] * shape[3]) as usize)
-        })
-    };
-    apart.reshape(dims)
+        },
+    )
 }
 
 /// [`ComponentsBackend::components_apart`] on host slices: `labels` and `other` `[slices *
@@ -299,6 +286,25 @@ pub(crate) fn apart_on_host<T: Copy + Into<i64> + Sync>(labels: &[u32], other: &
             }
         });
     out
+}
+
+/// An operation on the `[slices, depth, height, width]` view of a `[B, C, spatial..]` tensor,
+/// reshaped back: the backend extension (`extension`) where the tensor's device has it, the host
+/// code (`host`, see [`on_host`]) elsewhere.
+fn on_grid<const D: usize>(
+    t: Tensor<D, Int>,
+    grid: Grid,
+    extension: impl FnOnce(IntTensor<Dispatch>) -> IntTensor<Dispatch>,
+    host: impl FnOnce(&[i64], [i64; 4]) -> Vec<i32>,
+) -> Tensor<D, Int> {
+    let dims = t.dims();
+    let t = t.reshape(grid.dims());
+    let out = if has_extension_ops(&t.device()) {
+        Tensor::from_dispatch(extension(t.into_dispatch()))
+    } else {
+        on_host(t, host)
+    };
+    out.reshape(dims)
 }
 
 /// The host code on a backend without the extension: the `[slices, depth, height, width]`
