@@ -1,7 +1,7 @@
 //! Exact Euclidean distance transform with nearest-feature indices, and the Voronoi cells of an
 //! instance map (the partition the connected-component losses score).
 
-use ndarray::{Array, ArrayView, ArrayViewMut2, ArrayViewMut3, Axis, Dimension};
+use ndarray::{Array, ArrayView, ArrayViewMut, ArrayViewMut2, ArrayViewMut3, Axis, Dimension};
 use rayon::prelude::*;
 
 use crate::Error;
@@ -66,7 +66,8 @@ where
     D: Dimension,
 {
     let dim = mask.raw_dim();
-    let (squared, nearest) = squared_distances::<true, A, D>(mask, spacing)?;
+    let schedule = Schedule::for_shape(mask.shape());
+    let (squared, nearest) = squared_distances::<true, usize, A, D>(mask, spacing, schedule)?;
     let distances = Array::from_shape_vec(dim.clone(), squared.into_iter().map(f64::sqrt).collect())
         .expect("one distance per voxel");
     let nearest = Array::from_shape_vec(dim, nearest).expect("one index per voxel");
@@ -93,16 +94,68 @@ where
     D: Dimension,
 {
     let dim = mask.raw_dim();
-    let (squared, _) = squared_distances::<false, A, D>(mask, spacing)?;
+    let schedule = Schedule::for_shape(mask.shape());
+    let (squared, _) = squared_distances::<false, usize, A, D>(mask, spacing, schedule)?;
     Ok(Array::from_shape_vec(dim, squared.into_iter().map(f64::sqrt).collect()).expect("one distance per voxel"))
+}
+
+/// The index type of nearest voxels: `usize` for [`distance_transform`], `u32` for the cells of
+/// [`voronoi`] (half the memory traffic, for volumes of fewer than `u32::MAX` voxels).
+trait Feature: Copy + Default + Send + Sync {
+    /// No nearest voxel (a line or volume without foreground).
+    const NONE: Self;
+    fn from_index(index: usize) -> Self;
+    fn index(self) -> usize;
+}
+
+impl Feature for usize {
+    const NONE: Self = usize::MAX;
+    fn from_index(index: usize) -> Self {
+        index
+    }
+    fn index(self) -> usize {
+        self
+    }
+}
+
+impl Feature for u32 {
+    const NONE: Self = u32::MAX;
+    fn from_index(index: usize) -> Self {
+        debug_assert!(index < u32::MAX as usize, "u32 features only for volumes under u32::MAX voxels");
+        index as u32
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How the first two passes (the last two axes) run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Schedule {
+    /// Each pass over the whole volume, its lines shared among the threads.
+    AxisByAxis,
+    /// Plane by plane (the last two axes): one task reads a plane of the mask and runs both
+    /// passes on it while it is in cache; the planes are shared among the threads. One pass over
+    /// memory instead of three (initialisation and two passes).
+    PlaneByPlane,
+}
+
+impl Schedule {
+    /// Plane by plane when there are planes for every thread (3D and up), axis by axis otherwise
+    /// (a 2D image, a volume of few planes).
+    fn for_shape(shape: &[usize]) -> Self {
+        let planes: usize = shape.iter().rev().skip(2).product();
+        if shape.len() >= 3 && planes >= rayon::current_num_threads() { Self::PlaneByPlane } else { Self::AxisByAxis }
+    }
 }
 
 /// The squared distances, row-major, and (with `INDICES`) the nearest voxels' indices (empty
 /// without).
-fn squared_distances<const INDICES: bool, A, D>(
+fn squared_distances<const INDICES: bool, F: Feature, A, D>(
     mask: ArrayView<'_, A, D>,
     spacing: &[f64],
-) -> Result<(Vec<f64>, Vec<usize>), Error>
+    schedule: Schedule,
+) -> Result<(Vec<f64>, Vec<F>), Error>
 where
     A: Copy + Default + PartialEq + Send + Sync,
     D: Dimension,
@@ -110,23 +163,80 @@ where
     check_spacing(mask.ndim(), spacing)?;
     let shape = mask.shape().to_vec();
     let background = A::default();
-    // Squared distances and nearest indices, row-major, refined one axis at a time.
     let standard = mask.as_standard_layout();
     let values = standard.as_slice().expect("standard layout");
-    let mut squared: Vec<f64> = values.par_iter().map(|&v| if v == background { f64::INFINITY } else { 0.0 }).collect();
-    let mut nearest: Vec<usize> = if INDICES {
-        values.par_iter().enumerate().map(|(i, &v)| if v == background { usize::MAX } else { i }).collect()
-    } else {
-        Vec::new()
-    };
-    // The last axis first (contiguous lines, binary input), then the others, last to first.
-    if let Some((&last, others)) = spacing.split_last() {
-        first_pass::<INDICES>(&mut squared, &mut nearest, shape[others.len()], last * last);
-        for (axis, &step) in others.iter().enumerate().rev() {
-            pass::<INDICES>(&mut squared, &mut nearest, &shape, axis, step * step);
+    let weights: Vec<f64> = spacing.iter().map(|s| s * s).collect();
+    let order = TieOrder::new(&shape);
+    // Zeroed allocations: their pages are mapped as the tasks first write them, in parallel.
+    let mut squared = vec![0.0; values.len()];
+    let mut nearest = if INDICES { vec![F::default(); values.len()] } else { Vec::new() };
+    // The axes still to pass, from the last to the first.
+    let mut axes = shape.len();
+    if schedule == Schedule::PlaneByPlane && shape.len() >= 2 && !values.is_empty() {
+        let [height, width] = [shape[axes - 2], shape[axes - 1]];
+        let [weight_y, weight_x] = [weights[axes - 2], weights[axes - 1]];
+        let plane = height * width;
+        let task = |tile: &mut Tile<INDICES, F>, (p, (squared, nearest)): (usize, (&mut [f64], &mut [F]))| {
+            let offset = p * plane;
+            init(&values[offset..offset + plane], background, offset, squared, nearest);
+            for (row, s) in squared.chunks_mut(width).enumerate() {
+                let n = if INDICES { &mut nearest[row * width..(row + 1) * width] } else { &mut [][..] };
+                nearest_on_line::<INDICES, F>(s, n, weight_x);
+            }
+            let squared = ArrayViewMut2::from_shape((height, width), squared).expect("a plane");
+            let nearest = INDICES.then(|| ArrayViewMut2::from_shape((height, width), nearest).expect("a plane"));
+            envelopes(tile, squared, nearest, weight_y, &order);
+        };
+        let planes = squared.par_chunks_mut(plane);
+        if INDICES {
+            planes.zip(nearest.par_chunks_mut(plane)).enumerate().for_each_init(|| Tile::new(height), task);
+        } else {
+            planes.map(|s| (s, &mut [][..])).enumerate().for_each_init(|| Tile::new(height), task);
         }
+        axes -= 2;
+    } else if let Some(&weight) = weights.last() {
+        // The last axis first (contiguous lines, binary input).
+        let len = shape[axes - 1];
+        if len > 0 {
+            let lines = squared.par_chunks_mut(len).zip(values.par_chunks(len)).enumerate();
+            if INDICES {
+                lines.zip(nearest.par_chunks_mut(len)).for_each(|((line, (s, v)), n)| {
+                    init(v, background, line * len, s, n);
+                    nearest_on_line::<INDICES, F>(s, n, weight);
+                });
+            } else {
+                lines.for_each(|(line, (s, v))| {
+                    init::<A, F>(v, background, line * len, s, &mut []);
+                    nearest_on_line::<INDICES, F>(s, &mut [], weight);
+                });
+            }
+        }
+        axes -= 1;
+    } else {
+        // No axis (a 0-dimensional mask): the voxel is its own nearest or has none.
+        init(values, background, 0, &mut squared, &mut nearest);
+    }
+    for axis in (0..axes).rev() {
+        pass::<INDICES, F>(&mut squared, &mut nearest, &shape, axis, weights[axis], &order);
     }
     Ok((squared, nearest))
+}
+
+/// The start of every pass: 0 on the foreground, infinity elsewhere, and each foreground voxel
+/// its own nearest (`offset`: the row-major index of `values[0]`; `nearest` empty: no indices).
+fn init<A: PartialEq + Copy, F: Feature>(
+    values: &[A],
+    background: A,
+    offset: usize,
+    squared: &mut [f64],
+    nearest: &mut [F],
+) {
+    for (s, &v) in squared.iter_mut().zip(values) {
+        *s = if v == background { f64::INFINITY } else { 0.0 };
+    }
+    for (i, (n, &v)) in nearest.iter_mut().zip(values).enumerate() {
+        *n = if v == background { F::NONE } else { F::from_index(offset + i) };
+    }
 }
 
 /// The Voronoi cells of an instance map: every voxel takes the id of its nearest instance voxel
@@ -136,6 +246,13 @@ where
 ///
 /// This is the partition of the connected-component (CC) losses: instance `k` is scored on its
 /// cell. Ties follow [`distance_transform`].
+///
+/// The passes are those of [`distance_transform`], without the distances. A 3D volume with at
+/// least a plane per thread runs plane by plane: one task labels each plane's voxels with their
+/// nearest instance voxel in the plane (both in-plane passes while the plane is in cache), then
+/// the pass along the first axis writes the cells over them; the nearest voxels are kept as
+/// packed coordinates in the output itself, so no buffer the size of the volume is allocated
+/// besides the output ([`voronoi_into`] writes into the caller's).
 ///
 /// # Errors
 /// As [`distance_transform`].
@@ -150,11 +267,197 @@ where
 /// assert_eq!(cells, array![[1, 1, 1, 2, 2, 2]]);
 /// ```
 pub fn voronoi<D: Dimension>(labels: ArrayView<'_, u32, D>, spacing: &[f64]) -> Result<Array<u32, D>, Error> {
-    let (_, nearest) = squared_distances::<true, u32, D>(labels.view(), spacing)?;
+    let mut cells = Array::zeros(labels.raw_dim());
+    voronoi_into(labels, spacing, cells.view_mut())?;
+    Ok(cells)
+}
+
+/// [`voronoi`] written into the caller's buffer `out` (every voxel is overwritten), for a data
+/// pipeline that reuses one buffer for every patch. `out` may have any memory layout; a
+/// standard-layout buffer is written directly.
+///
+/// # Errors
+/// As [`voronoi`], plus [`Error::ShapeMismatch`] when `out` does not have the labels' shape.
+///
+/// # Example
+/// ```
+/// use blob_loss::components::voronoi_into;
+/// use ndarray::{array, Array2};
+///
+/// let mut cells = Array2::<u32>::from_elem((1, 6), 99);
+/// voronoi_into(array![[1u32, 0, 0, 0, 0, 2]].view(), &[1.0, 1.0], cells.view_mut()).unwrap();
+/// assert_eq!(cells, array![[1, 1, 1, 2, 2, 2]]);
+/// ```
+pub fn voronoi_into<D: Dimension>(
+    labels: ArrayView<'_, u32, D>,
+    spacing: &[f64],
+    out: ArrayViewMut<'_, u32, D>,
+) -> Result<(), Error> {
+    if labels.shape() != out.shape() {
+        return Err(Error::ShapeMismatch {
+            what: "voronoi_into output buffer",
+            expected: labels.shape().to_vec(),
+            found: out.shape().to_vec(),
+        });
+    }
+    let schedule = Schedule::for_shape(labels.shape());
+    voronoi_scheduled(labels, spacing, out, schedule)
+}
+
+/// [`voronoi_into`] with the passes' schedule given (both give the same cells).
+fn voronoi_scheduled<D: Dimension>(
+    labels: ArrayView<'_, u32, D>,
+    spacing: &[f64],
+    mut out: ArrayViewMut<'_, u32, D>,
+    schedule: Schedule,
+) -> Result<(), Error> {
     let standard = labels.as_standard_layout();
     let flat = standard.as_slice().expect("standard layout");
-    let cells = nearest.into_par_iter().map(|i| flat.get(i).copied().unwrap_or(0)).collect();
-    Ok(Array::from_shape_vec(labels.raw_dim(), cells).expect("one cell per voxel"))
+    if let (Schedule::PlaneByPlane, Ok(shape), Some(out)) =
+        (schedule, <[usize; 3]>::try_from(labels.shape()), out.as_slice_mut())
+        && let Some(packing) = Packing::new(shape)
+    {
+        check_spacing(3, spacing)?;
+        voronoi_packed(flat, packing, [spacing[0], spacing[1], spacing[2]], out);
+        return Ok(());
+    }
+    if flat.len() < u32::MAX as usize {
+        let (_, nearest) = squared_distances::<true, u32, u32, D>(labels.view(), spacing, schedule)?;
+        write_cells(flat, &nearest, out);
+    } else {
+        let (_, nearest) = squared_distances::<true, usize, u32, D>(labels.view(), spacing, schedule)?;
+        write_cells(flat, &nearest, out);
+    }
+    Ok(())
+}
+
+/// The nearest voxels of a 3D volume named by their packed coordinates, `x`, `y` and `z` from
+/// the most significant bits down: a packed value orders ties as [`TieOrder`] does (the smaller
+/// last coordinate first), and a voxel's squared distance within its plane is computed from it,
+/// so [`voronoi_packed`] keeps no volume of distances.
+#[derive(Clone, Copy, Debug)]
+struct Packing {
+    z_bits: u32,
+    y_bits: u32,
+    shape: [usize; 3],
+}
+
+impl Packing {
+    /// The packing of a `[depth, height, width]` volume, if its coordinates fit in 31 bits (so
+    /// that no packed value is `u32::NONE`).
+    fn new(shape: [usize; 3]) -> Option<Self> {
+        let bits = |n: usize| usize::BITS - n.saturating_sub(1).leading_zeros();
+        let [z_bits, y_bits, x_bits] = shape.map(bits);
+        (z_bits + y_bits + x_bits <= 31).then_some(Self { z_bits, y_bits, shape })
+    }
+
+    fn pack(&self, [z, y, x]: [usize; 3]) -> u32 {
+        ((x << (self.y_bits + self.z_bits)) | (y << self.z_bits) | z) as u32
+    }
+
+    fn unpack(&self, packed: u32) -> [usize; 3] {
+        let packed = packed as usize;
+        let z = packed & ((1 << self.z_bits) - 1);
+        let y = (packed >> self.z_bits) & ((1 << self.y_bits) - 1);
+        [z, y, packed >> (self.z_bits + self.y_bits)]
+    }
+
+    /// The row-major index of a packed voxel.
+    fn index(&self, packed: u32) -> usize {
+        let [z, y, x] = self.unpack(packed);
+        (z * self.shape[1] + y) * self.shape[2] + x
+    }
+}
+
+impl TieKey for Packing {
+    fn key(&self, packed: usize) -> usize {
+        packed
+    }
+}
+
+/// The Voronoi cells of a 3D instance map `labels` (row-major, `packing.shape`), plane by plane:
+/// `out` first holds each voxel's nearest instance voxel within its plane (packed), then, after
+/// the pass along the first axis, its cell. The same comparisons on the same values as the
+/// passes of [`squared_distances`] (a plane's squared distances are recomputed from the packed
+/// voxels with the same operations), so the same cells; no buffer the size of the volume but
+/// `out`.
+fn voronoi_packed(labels: &[u32], packing: Packing, spacing: [f64; 3], out: &mut [u32]) {
+    let [depth, height, width] = packing.shape;
+    let [weight_z, weight_y, weight_x] = spacing.map(|s| s * s);
+    let plane = height * width;
+    if plane == 0 || depth == 0 {
+        return;
+    }
+    // Every plane: the nearest voxel on each row, then the envelopes along the columns.
+    out.par_chunks_mut(plane).zip(labels.par_chunks(plane)).enumerate().for_each_init(
+        || (Tile::<true, u32>::new(height), vec![0.0; plane]),
+        |(tile, squared), (z, (nearest, labels))| {
+            for (i, ((s, n), &label)) in squared.iter_mut().zip(nearest.iter_mut()).zip(labels).enumerate() {
+                (*s, *n) = if label == 0 {
+                    (f64::INFINITY, u32::NONE)
+                } else {
+                    (0.0, packing.pack([z, i / width, i % width]))
+                };
+            }
+            for (s, n) in squared.chunks_mut(width).zip(nearest.chunks_mut(width)) {
+                nearest_on_line::<true, u32>(s, n, weight_x);
+            }
+            let squared = ArrayViewMut2::from_shape((height, width), &mut squared[..]).expect("a plane");
+            let nearest = ArrayViewMut2::from_shape((height, width), nearest).expect("a plane");
+            envelopes(tile, squared, Some(nearest), weight_y, &packing);
+        },
+    );
+    // Along the first axis, a column of lines at a time; the cells written over the voxels.
+    let columns = columns(out, [1, depth, plane]);
+    columns.into_par_iter().enumerate().for_each_init(
+        || Tile::<true, u32>::new(depth),
+        |tile, (c, mut column)| {
+            for first in (0..column.ncols()).step_by(TILE) {
+                let lines = TILE.min(column.ncols() - first);
+                // The plane coordinates of the lines.
+                let start = c * COLUMN + first;
+                let mut at = [(0.0, 0.0); TILE];
+                for (j, at) in at.iter_mut().enumerate().take(lines) {
+                    *at = (((start + j) / width) as f64, ((start + j) % width) as f64);
+                }
+                for q in 0..depth {
+                    let row = column.row(q);
+                    let row = &row.as_slice().expect("rows are contiguous")[first..first + lines];
+                    for (j, (&packed, &(y, x))) in row.iter().zip(&at).enumerate() {
+                        tile.feature[j * depth + q] = packed;
+                        tile.f[j * depth + q] = if packed == u32::NONE {
+                            f64::INFINITY
+                        } else {
+                            // As the plane's passes computed it: the row term, then the column's.
+                            let [_, ny, nx] = packing.unpack(packed);
+                            let (dy, dx) = (y - ny as f64, x - nx as f64);
+                            weight_y * dy * dy + weight_x * dx * dx
+                        };
+                    }
+                }
+                for line in 0..lines {
+                    tile.envelope(line, weight_z, &packing);
+                }
+                for q in 0..depth {
+                    let mut row = column.row_mut(q);
+                    let row = &mut row.as_slice_mut().expect("rows are contiguous")[first..first + lines];
+                    for (j, cell) in row.iter_mut().enumerate() {
+                        let packed = tile.out_feature[j * depth + q];
+                        *cell = if packed == u32::NONE { 0 } else { labels[packing.index(packed)] };
+                    }
+                }
+            }
+        },
+    );
+}
+
+/// Every voxel's cell: the label of its nearest instance voxel (0 where there is none).
+fn write_cells<F: Feature, D: Dimension>(labels: &[u32], nearest: &[F], mut out: ArrayViewMut<'_, u32, D>) {
+    let cell = |n: &F| labels.get(n.index()).copied().unwrap_or(0);
+    match out.as_slice_mut() {
+        Some(out) => out.par_iter_mut().zip(nearest).for_each(|(c, n)| *c = cell(n)),
+        None => out.iter_mut().zip(nearest).for_each(|(c, n)| *c = cell(n)),
+    }
 }
 
 /// [`voronoi`] of every `(element, channel)` slice of a `[B, C, spatial..]` instance map (for
@@ -186,8 +489,8 @@ pub fn voronoi_batch<D: Dimension>(labels: ArrayView<'_, u32, D>, spacing: &[f64
     check_spacing(labels.ndim() - 2, spacing)?;
     let mut cells = ndarray::ArrayD::zeros(labels.shape());
     for (element, mut out) in labels.view().into_dyn().outer_iter().zip(cells.outer_iter_mut()) {
-        for (channel, mut out) in element.outer_iter().zip(out.outer_iter_mut()) {
-            out.assign(&voronoi(channel, spacing)?);
+        for (channel, out) in element.outer_iter().zip(out.outer_iter_mut()) {
+            voronoi_into(channel, spacing, out)?;
         }
     }
     Ok(cells.into_dimensionality().expect("the labels' rank"))
@@ -206,48 +509,39 @@ fn check_spacing(ndim: usize, spacing: &[f64]) -> Result<(), Error> {
     Ok(())
 }
 
-/// The first pass, along the last (contiguous) axis, on the binary mask: every voxel's nearest
-/// foreground voxel on its line is the nearer of the last one before it and the first one after
-/// it (the one before on a tie).
-fn first_pass<const INDICES: bool>(squared: &mut [f64], nearest: &mut [usize], len: usize, weight: f64) {
-    if len == 0 {
-        return;
+/// The pass along the last (contiguous) axis, on one line of the binary mask: every voxel's
+/// nearest foreground voxel on its line is the nearer of the last one before it and the first
+/// one after it (the one before on a tie).
+fn nearest_on_line<const INDICES: bool, F: Feature>(squared: &mut [f64], nearest: &mut [F], weight: f64) {
+    let len = squared.len();
+    // Forward: the last foreground voxel at or before q.
+    let mut last = usize::MAX;
+    for q in 0..len {
+        if squared[q] == 0.0 {
+            last = q;
+        } else if last != usize::MAX {
+            let d = (q - last) as f64;
+            squared[q] = weight * d * d;
+            if INDICES {
+                nearest[q] = nearest[last];
+            }
+        }
     }
-    let line = |squared: &mut [f64], nearest: &mut [usize]| {
-        // Forward: the last foreground voxel at or before q.
-        let mut last = usize::MAX;
-        for q in 0..len {
-            if squared[q] == 0.0 {
-                last = q;
-            } else if last != usize::MAX {
-                let d = (q - last) as f64;
-                squared[q] = weight * d * d;
+    // Backward: the first foreground voxel after q, where strictly nearer.
+    let mut next = usize::MAX;
+    for q in (0..len).rev() {
+        if squared[q] == 0.0 {
+            next = q;
+        } else if next != usize::MAX {
+            let d = (next - q) as f64;
+            let candidate = weight * d * d;
+            if candidate < squared[q] {
+                squared[q] = candidate;
                 if INDICES {
-                    nearest[q] = nearest[last];
+                    nearest[q] = nearest[next];
                 }
             }
         }
-        // Backward: the first foreground voxel after q, where strictly nearer.
-        let mut next = usize::MAX;
-        for q in (0..len).rev() {
-            if squared[q] == 0.0 {
-                next = q;
-            } else if next != usize::MAX {
-                let d = (next - q) as f64;
-                let candidate = weight * d * d;
-                if candidate < squared[q] {
-                    squared[q] = candidate;
-                    if INDICES {
-                        nearest[q] = nearest[next];
-                    }
-                }
-            }
-        }
-    };
-    if INDICES {
-        squared.par_chunks_mut(len).zip(nearest.par_chunks_mut(len)).for_each(|(s, n)| line(s, n));
-    } else {
-        squared.par_chunks_mut(len).for_each(|s| line(s, &mut []));
     }
 }
 
@@ -260,36 +554,54 @@ const COLUMN: usize = 4 * TILE;
 
 /// One pass along `axis` (not the last): every line of `squared` becomes the lower envelope of
 /// the parabolas `weight * (q - p)^2 + squared[p]`, and `nearest` follows the minimising `p`.
-fn pass<const INDICES: bool>(squared: &mut [f64], nearest: &mut [usize], shape: &[usize], axis: usize, weight: f64) {
+fn pass<const INDICES: bool, F: Feature>(
+    squared: &mut [f64],
+    nearest: &mut [F],
+    shape: &[usize],
+    axis: usize,
+    weight: f64,
+    order: &impl TieKey,
+) {
     let len = shape[axis];
     let stride: usize = shape[axis + 1..].iter().product();
     let block = len * stride;
     if block == 0 || len == 1 || squared.is_empty() {
         return;
     }
-    let order = TieOrder::new(shape);
     let outer = squared.len() / block;
     // Every block (the voxels before `axis` fixed) is cut into columns of lines, so that even
     // the first axis, one block, is shared among the threads.
     let squared = columns(squared, [outer, len, stride]);
-    let run = |tile: &mut Tile<INDICES>,
-               mut squared: ArrayViewMut2<'_, f64>,
-               mut nearest: Option<ArrayViewMut2<'_, usize>>| {
-        let width = squared.ncols();
-        for first in (0..width).step_by(TILE) {
-            let lines = TILE.min(width - first);
-            tile.load(&squared, nearest.as_ref(), first, lines);
-            for line in 0..lines {
-                tile.envelope(line, weight, &order);
-            }
-            tile.store(&mut squared, nearest.as_mut(), first, lines);
-        }
-    };
     if INDICES {
         let nearest = columns(nearest, [outer, len, stride]);
-        squared.into_par_iter().zip(nearest).for_each_init(|| Tile::new(len), |tile, (s, n)| run(tile, s, Some(n)));
+        squared
+            .into_par_iter()
+            .zip(nearest)
+            .for_each_init(|| Tile::<INDICES, F>::new(len), |tile, (s, n)| envelopes(tile, s, Some(n), weight, order));
     } else {
-        squared.into_par_iter().for_each_init(|| Tile::new(len), |tile, s| run(tile, s, None));
+        squared
+            .into_par_iter()
+            .for_each_init(|| Tile::<INDICES, F>::new(len), |tile, s| envelopes(tile, s, None, weight, order));
+    }
+}
+
+/// The lower envelopes of the lines of a column `[len, lines]` (line `j`'s voxel `q` at `[q, j]`),
+/// [`TILE`] lines at a time.
+fn envelopes<const INDICES: bool, F: Feature>(
+    tile: &mut Tile<INDICES, F>,
+    mut squared: ArrayViewMut2<'_, f64>,
+    mut nearest: Option<ArrayViewMut2<'_, F>>,
+    weight: f64,
+    order: &impl TieKey,
+) {
+    let width = squared.ncols();
+    for first in (0..width).step_by(TILE) {
+        let lines = TILE.min(width - first);
+        tile.load(&squared, nearest.as_ref(), first, lines);
+        for line in 0..lines {
+            tile.envelope(line, weight, order);
+        }
+        tile.store(&mut squared, nearest.as_mut(), first, lines);
     }
 }
 
@@ -313,10 +625,22 @@ fn columns<T>(flat: &mut [T], [outer, len, stride]: [usize; 3]) -> Vec<ArrayView
 
 /// The order that settles exact ties between nearest voxels as scipy's feature transform settles
 /// them: the voxel with the smaller coordinate on the last axis, then on the axis before, and so
-/// on (the smaller column-major index).
+/// on (the smaller column-major index); features are row-major indices.
 struct TieOrder {
     /// The row-major stride and the column-major stride of every axis.
     strides: Vec<(usize, usize, usize)>,
+}
+
+/// How the envelopes order equidistant nearest voxels: by a key, the smallest first.
+trait TieKey: Sync {
+    /// The key of the voxel a feature names.
+    fn key(&self, feature: usize) -> usize;
+}
+
+impl TieKey for TieOrder {
+    fn key(&self, index: usize) -> usize {
+        self.strides.iter().map(|&(row, len, column)| (index / row) % len * column).sum()
+    }
 }
 
 impl TieOrder {
@@ -330,22 +654,17 @@ impl TieOrder {
         }
         Self { strides }
     }
-
-    /// The column-major index of the voxel of row-major index `index`.
-    fn key(&self, index: usize) -> usize {
-        self.strides.iter().map(|&(row, len, column)| (index / row) % len * column).sum()
-    }
 }
 
 /// The scratch buffers of up to [`TILE`] lines of `len` voxels, line after line.
-struct Tile<const INDICES: bool> {
+struct Tile<const INDICES: bool, F: Feature> {
     len: usize,
     /// The input values and nearest indices.
     f: Vec<f64>,
-    feature: Vec<usize>,
+    feature: Vec<F>,
     /// The output.
     out: Vec<f64>,
-    out_feature: Vec<usize>,
+    out_feature: Vec<F>,
     /// The envelope of one line: positions of its parabolas, the crossing of each with the one
     /// before as a fraction (see `envelope`), and the parabolas' constant terms.
     v: Vec<usize>,
@@ -354,15 +673,15 @@ struct Tile<const INDICES: bool> {
     g: Vec<f64>,
 }
 
-impl<const INDICES: bool> Tile<INDICES> {
+impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
     fn new(len: usize) -> Self {
         let features = if INDICES { len * TILE } else { 0 };
         Self {
             len,
             f: vec![0.0; len * TILE],
-            feature: vec![0; features],
+            feature: vec![F::default(); features],
             out: vec![0.0; len * TILE],
-            out_feature: vec![0; features],
+            out_feature: vec![F::default(); features],
             v: vec![0; len],
             rise: vec![0.0; len],
             run: vec![0.0; len],
@@ -374,7 +693,7 @@ impl<const INDICES: bool> Tile<INDICES> {
     fn load(
         &mut self,
         squared: &ArrayViewMut2<'_, f64>,
-        nearest: Option<&ArrayViewMut2<'_, usize>>,
+        nearest: Option<&ArrayViewMut2<'_, F>>,
         first: usize,
         lines: usize,
     ) {
@@ -397,7 +716,7 @@ impl<const INDICES: bool> Tile<INDICES> {
     fn store(
         &self,
         squared: &mut ArrayViewMut2<'_, f64>,
-        mut nearest: Option<&mut ArrayViewMut2<'_, usize>>,
+        mut nearest: Option<&mut ArrayViewMut2<'_, F>>,
         first: usize,
         lines: usize,
     ) {
@@ -419,7 +738,7 @@ impl<const INDICES: bool> Tile<INDICES> {
 
     /// Line `line`: `out[q] = min_p weight (q - p)^2 + f[p]` over the finite `f[p]`, and its
     /// `feature[p]`; of several minimising `p`, the one whose feature comes first in `order`.
-    fn envelope(&mut self, line: usize, weight: f64, order: &TieOrder) {
+    fn envelope(&mut self, line: usize, weight: f64, order: &impl TieKey) {
         let range = line * self.len..(line + 1) * self.len;
         let features = if INDICES { range.clone() } else { 0..0 };
         let (f, feature) = (&self.f[range.clone()], &self.feature[features.clone()]);
@@ -466,7 +785,7 @@ impl<const INDICES: bool> Tile<INDICES> {
         }
         if k == 0 {
             out.fill(f64::INFINITY);
-            out_feature.fill(usize::MAX);
+            out_feature.fill(F::NONE);
             return;
         }
         // Parabola `i > 0` starts at `x` when its crossing is `x`, and before `x` when below.
@@ -483,7 +802,7 @@ impl<const INDICES: bool> Tile<INDICES> {
                 // The parabolas that start exactly at `x` tie with `v[j]` there.
                 let mut tied = j + 1;
                 while tied < k && starts_at(tied, x) {
-                    if order.key(feature[v[tied]]) < order.key(feature[p]) {
+                    if order.key(feature[v[tied]].index()) < order.key(feature[p].index()) {
                         p = v[tied];
                     }
                     tied += 1;
@@ -617,6 +936,60 @@ mod tests {
             }
         }
         assert!(ties > 1000, "only {ties} ties: the cases test little");
+    }
+
+    /// The two schedules, with and without indices, with `usize` and `u32` indices, give the
+    /// same bits: 2D to 4D masks full of ties (integer and dyadic spacings), axes of size 1.
+    #[test]
+    fn schedules_and_index_types_agree() {
+        let mut rng = SmallRng::seed_from_u64(11);
+        for round in 0..240 {
+            let shape = match round % 4 {
+                0 => vec![1 + round % 6, 2 + round % 9],
+                1 | 2 => vec![1 + round % 5, 1 + round % 7, 2 + round % 9],
+                _ => vec![1 + round % 3, 2 + round % 4, 1 + round % 5, 3],
+            };
+            let spacing: Vec<f64> = shape.iter().map(|_| [1.0, 2.0, 0.5, 1.3][rng.random_range(0..4)]).collect();
+            let density = [0.02, 0.1, 0.4][round % 3];
+            let mask = ArrayD::from_shape_simple_fn(IxDyn(&shape), || u8::from(rng.random::<f64>() < density));
+            let run = |schedule| squared_distances::<true, usize, u8, _>(mask.view(), &spacing, schedule).unwrap();
+            let reference = run(Schedule::AxisByAxis);
+            assert_eq!(run(Schedule::PlaneByPlane), reference, "{shape:?} {spacing:?}");
+            for schedule in [Schedule::AxisByAxis, Schedule::PlaneByPlane] {
+                let (squared, nearest) =
+                    squared_distances::<true, u32, u8, _>(mask.view(), &spacing, schedule).unwrap();
+                assert_eq!(squared, reference.0, "{shape:?} {schedule:?}");
+                let widened: Vec<usize> =
+                    nearest.iter().map(|&n| if n == u32::NONE { usize::NONE } else { n.index() }).collect();
+                assert_eq!(widened, reference.1, "{shape:?} {schedule:?}");
+                let (alone, _) = squared_distances::<false, u32, u8, _>(mask.view(), &spacing, schedule).unwrap();
+                assert_eq!(alone, reference.0, "{shape:?} {schedule:?}");
+            }
+            // Every instance voxel its own id: a tie that goes the wrong way shows in the cells.
+            let ids = mask.iter().enumerate().map(|(i, &m)| if m == 0 { 0 } else { i as u32 + 1 }).collect();
+            let labels = ArrayD::from_shape_vec(IxDyn(&shape), ids).unwrap();
+            let mut cells = [ArrayD::zeros(IxDyn(&shape)), ArrayD::zeros(IxDyn(&shape))];
+            for (out, schedule) in cells.iter_mut().zip([Schedule::AxisByAxis, Schedule::PlaneByPlane]) {
+                voronoi_scheduled(labels.view(), &spacing, out.view_mut(), schedule).unwrap();
+            }
+            assert_eq!(cells[0], cells[1], "{shape:?}");
+        }
+    }
+
+    /// `voronoi_into` writes every voxel of a buffer of any layout, and names a buffer of the
+    /// wrong shape.
+    #[test]
+    fn voronoi_into_writes_any_layout_and_checks_the_shape() {
+        let mut labels = Array3::<u32>::zeros((3, 4, 5));
+        labels[[0, 0, 0]] = 1;
+        labels[[2, 3, 4]] = 2;
+        let want = voronoi(labels.view(), &[1.0, 2.0, 1.0]).unwrap();
+        let mut transposed = Array3::<u32>::from_elem((5, 4, 3), 7);
+        voronoi_into(labels.view(), &[1.0, 2.0, 1.0], transposed.view_mut().reversed_axes()).unwrap();
+        assert_eq!(transposed.reversed_axes(), want);
+        let mut wrong = Array3::<u32>::zeros((3, 4, 4));
+        let err = voronoi_into(labels.view(), &[1.0; 3], wrong.view_mut()).unwrap_err();
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
     }
 
     #[test]

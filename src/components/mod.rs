@@ -6,7 +6,8 @@
 //!   batch, in parallel.
 //! - [`instances_from_classes`]: a class-index map to one-vs-rest instance maps.
 //! - [`distance_transform`]: the exact Euclidean distance transform with nearest-voxel indices,
-//!   any dimension and voxel spacing; [`voronoi`]: the Voronoi cells of an instance map.
+//!   any dimension and voxel spacing; [`voronoi`] / [`voronoi_into`]: the Voronoi cells of an
+//!   instance map.
 //! - [`label_tensor`], [`voronoi_tensor`]: the same labels and cells of burn tensors, computed on
 //!   the tensors' device (kernels on wgpu and cuda, the host code on flex), for the loss's
 //!   partitions of the prediction.
@@ -49,7 +50,7 @@ mod union_find;
 
 pub use batch::{BatchLabeling, instances_from_classes, label_batch, label_batch_into};
 pub use connectivity::Connectivity;
-pub use distance::{DistanceTransform, distance_map, distance_transform, voronoi, voronoi_batch};
+pub use distance::{DistanceTransform, distance_map, distance_transform, voronoi, voronoi_batch, voronoi_into};
 pub use element::MaskElement;
 pub use label::{Labeling, label, label_into};
 pub use tensor::{ComponentsBackend, GridSpacing, TensorLabeling, label_tensor, voronoi_tensor};

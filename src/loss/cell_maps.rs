@@ -13,13 +13,13 @@
 use std::cell::Cell;
 
 use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData};
-use ndarray::{ArrayViewD, IxDyn};
+use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 use rayon::prelude::*;
 
 use crate::Error;
 use crate::backend::{Extreme, host_backed, id_range, row_extreme};
 use crate::components::tensor::{Grid, label_unchecked, voronoi_unchecked};
-use crate::components::{Connectivity, label_batch, voronoi};
+use crate::components::{Connectivity, label_batch, voronoi_into};
 
 thread_local! {
     /// Voxel maps this thread has read to the host ([`read_ids`], [`read_prediction`]): the
@@ -75,8 +75,8 @@ pub(crate) fn cells_of_masks(
         |((out, labels), &count)| -> Result<(), Error> {
             if count > 0 {
                 let labels = ArrayViewD::from_shape(IxDyn(spatial), labels).expect("one element");
-                let element = voronoi(labels, spacing)?;
-                out.copy_from_slice(element.as_slice().expect("a new, standard-layout array"));
+                let out = ArrayViewMutD::from_shape(IxDyn(spatial), out).expect("one element");
+                voronoi_into(labels, spacing, out)?;
             }
             Ok(())
         },

@@ -4,11 +4,11 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::IntTensorOps;
 use burn::backend::{Bytes, Flex};
 use burn::tensor::{DType, IntDType, Shape};
-use ndarray::{ArrayView3, ArrayView4, ArrayView5, ArrayViewMut4, ArrayViewMut5};
+use ndarray::{ArrayView3, ArrayView4, ArrayView5, ArrayViewMut3, ArrayViewMut4, ArrayViewMut5};
 use rayon::prelude::*;
 
 use super::{ComponentsBackend, GridSpacing, apart_on_host};
-use crate::components::{Connectivity, MaskElement, label_batch_into, voronoi};
+use crate::components::{Connectivity, MaskElement, label_batch_into, voronoi_into};
 
 impl ComponentsBackend for Flex {
     fn label_components(mask: FlexTensor, connectivity: Connectivity) -> FlexTensor {
@@ -31,8 +31,8 @@ impl ComponentsBackend for Flex {
         cells.par_chunks_mut(voxels).zip(ids.par_chunks(voxels)).for_each(|(out, slice)| {
             // A 2D image is a grid of depth 1: the axis of one voxel moves no distance or tie.
             let slice = ArrayView3::from_shape([shape[1], shape[2], shape[3]], slice).expect("one per voxel");
-            let element = voronoi(slice, &spacing.0).expect("checked by the caller");
-            out.copy_from_slice(element.as_slice().expect("a new, standard-layout array"));
+            let out = ArrayViewMut3::from_shape([shape[1], shape[2], shape[3]], out).expect("one per voxel");
+            voronoi_into(slice, &spacing.0, out).expect("checked by the caller");
         });
         into_i32_tensor(cells, shape)
     }
