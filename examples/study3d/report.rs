@@ -29,18 +29,42 @@ pub const SECONDARY_LOSSES: [LossKind; 2] = [LossKind::Bicc, LossKind::CcDiceCe]
 /// The pre-declared equivalence margin (TOST) of precision and Dice, blob loss against soft Dice.
 pub const EQUIVALENCE_MARGIN: f64 = 0.05;
 
+/// Where a row of the pre-registered analysis stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The primary comparison.
+    Primary,
+    /// A member of the secondary family (Holm-adjusted over the family).
+    Secondary,
+    /// A declared secondary loss that has not run on every seed of the primary comparison: left
+    /// out of the family, as declared (no Holm p), and reported as incomplete.
+    Incomplete,
+}
+
+impl Role {
+    /// The name in `preregistered.csv`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Secondary => "secondary",
+            Self::Incomplete => "incomplete",
+        }
+    }
+}
+
 /// One row of the pre-registered analysis.
 #[derive(Debug, Clone)]
 pub struct Declared {
-    /// The primary comparison (the others form the secondary family).
-    pub primary: bool,
+    /// The primary comparison, a member of the secondary family, or an incomplete secondary loss.
+    pub role: Role,
     /// `loss - soft Dice` on `figure`.
     pub loss: LossKind,
     /// The figure's name in [`FIGURES`].
     pub figure: &'static str,
     /// The paired statistics.
     pub comparison: Comparison,
-    /// Holm's adjusted t-test p-value over the secondary family (the primary row: its own p).
+    /// Holm's adjusted t-test p-value over the secondary family (the primary row: its own p; an
+    /// incomplete row: NaN).
     pub holm_p_value: f64,
     /// TOST p-value at [`EQUIVALENCE_MARGIN`] (precision and Dice of blob loss only).
     pub tost_p_value: Option<f64>,
@@ -134,7 +158,8 @@ impl Report {
     }
 
     /// The pre-registered rows: the primary comparison first, then the declared secondary family
-    /// (only comparisons with at least 2 pairs; the family is Holm-adjusted over those).
+    /// (only comparisons with at least 2 pairs; the family is Holm-adjusted over those), then the
+    /// secondary losses with fewer seeds than the primary comparison, outside the family.
     pub fn preregistered(&self) -> Vec<Declared> {
         let blob = LossKind::Blob { beta: 1.0 };
         let index = |name: &str| FIGURES.iter().position(|f| *f == name).expect("a declared figure");
@@ -151,7 +176,7 @@ impl Report {
             let tost_p_value = (loss == blob && matches!(figure, "precision_iou10" | "dice"))
                 .then(|| tost(&differences(loss, f), EQUIVALENCE_MARGIN));
             Declared {
-                primary: false,
+                role: Role::Secondary,
                 loss,
                 figure,
                 comparison: self.comparison(loss, f),
@@ -160,19 +185,28 @@ impl Report {
             }
         };
         let mut primary = row(blob, PRIMARY_FIGURE);
-        primary.primary = true;
+        primary.role = Role::Primary;
         primary.holm_p_value = primary.comparison.t_p_value;
+        let seeds = primary.comparison.pairs;
+        // A secondary loss enters the family only if it ran on every seed of the primary
+        // comparison (EXPERIMENTS.md, "Secondary family").
+        let (losses, incomplete): (Vec<Declared>, Vec<Declared>) = SECONDARY_LOSSES
+            .iter()
+            .map(|&loss| row(loss, PRIMARY_FIGURE))
+            .filter(|r| r.comparison.pairs >= 2)
+            .partition(|r| r.comparison.pairs >= seeds);
         let mut secondary: Vec<Declared> = SECONDARY_FIGURES
             .iter()
             .map(|&figure| row(blob, figure))
-            .chain(SECONDARY_LOSSES.iter().map(|&loss| row(loss, PRIMARY_FIGURE)))
             .filter(|r| r.comparison.pairs >= 2)
+            .chain(losses)
             .collect();
         let adjusted = holm(&secondary.iter().map(|r| r.comparison.t_p_value).collect::<Vec<_>>());
         for (r, p) in secondary.iter_mut().zip(adjusted) {
             r.holm_p_value = p;
         }
-        std::iter::once(primary).filter(|r| r.comparison.pairs >= 2).chain(secondary).collect()
+        let incomplete = incomplete.into_iter().map(|r| Declared { role: Role::Incomplete, ..r });
+        std::iter::once(primary).filter(|r| r.comparison.pairs >= 2).chain(secondary).chain(incomplete).collect()
     }
 
     /// Prints the pre-registered analysis: effect, 95% t and bootstrap intervals, t-test,
@@ -189,7 +223,11 @@ impl Report {
             println!(
                 "{} {} - soft Dice, {:<26} {:+.4} t95 [{:+.4}, {:+.4}] boot95 [{:+.4}, {:+.4}]  t p {:.4}, Wilcoxon p \
                  {:.4}, permutation p {:.4}, {} {:.4} (n = {}){tost}",
-                if r.primary { "primary  " } else { "secondary" },
+                match r.role {
+                    Role::Primary => "primary   ",
+                    Role::Secondary => "secondary ",
+                    Role::Incomplete => "incomplete",
+                },
                 r.loss.name(),
                 r.figure,
                 c.mean,
@@ -200,8 +238,12 @@ impl Report {
                 c.t_p_value,
                 c.p_value,
                 c.permutation_p_value,
-                if r.primary { "p" } else { "Holm p" },
-                r.holm_p_value,
+                match r.role {
+                    Role::Primary => "p",
+                    Role::Secondary => "Holm p",
+                    Role::Incomplete => "not in the Holm family, p",
+                },
+                if r.role == Role::Incomplete { c.t_p_value } else { r.holm_p_value },
                 c.pairs
             );
         }
@@ -297,7 +339,7 @@ impl Report {
             let _ = writeln!(
                 declared,
                 "{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{}",
-                if r.primary { "primary" } else { "secondary" },
+                r.role.id(),
                 r.loss.id(),
                 r.figure,
                 c.pairs,
@@ -445,7 +487,7 @@ fn join(values: &[f64]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Report, SECONDARY_FIGURES, read_run, write_run};
+    use super::{Report, Role, SECONDARY_FIGURES, read_run, write_run};
     use crate::evaluate::{Evaluation, FIGURES};
     use crate::train::{Checkpoint, LossKind, Run};
 
@@ -464,19 +506,28 @@ mod tests {
             runs.push((LossKind::Dice, seed, run(0.5)));
             runs.push((LossKind::Blob { beta: 1.0 }, seed, run(0.55 + noise)));
             runs.push((LossKind::Bicc, seed, run(0.5 + noise)));
+            // CC-DiceCE on 4 of the 6 seeds: outside the family.
+            if seed < 4 {
+                runs.push((LossKind::CcDiceCe, seed, run(0.4 + noise)));
+            }
             // Another beta and Dice + BCE are not in the declared set.
             runs.push((LossKind::Blob { beta: 2.0 }, seed, run(0.9)));
             runs.push((LossKind::DiceBce, seed, run(0.9)));
         }
         let report = Report { runs, baseline: LossKind::Dice };
         let rows = report.preregistered();
-        assert!(rows[0].primary && rows[0].figure == "f1_iou10" && rows[0].loss == LossKind::Blob { beta: 1.0 });
+        assert!(rows[0].role == Role::Primary && rows[0].figure == "f1_iou10");
+        assert_eq!(rows[0].loss, LossKind::Blob { beta: 1.0 });
         assert_eq!(rows[0].holm_p_value, rows[0].comparison.t_p_value);
-        // 6 figures of blob loss + BiCC's primary figure (CC-DiceCE did not run).
-        assert_eq!(rows.len(), 1 + SECONDARY_FIGURES.len() + 1);
-        assert!(rows[1..].iter().all(|r| !r.primary && r.holm_p_value >= r.comparison.t_p_value));
-        let smallest = rows[1..].iter().map(|r| r.comparison.t_p_value).fold(f64::INFINITY, f64::min);
-        assert!(rows[1..].iter().any(|r| (r.holm_p_value - (7.0 * smallest).min(1.0)).abs() < 1e-12));
+        // 6 figures of blob loss + BiCC's primary figure, then CC-DiceCE, incomplete.
+        assert_eq!(rows.len(), 1 + SECONDARY_FIGURES.len() + 1 + 1);
+        let family = &rows[1..rows.len() - 1];
+        assert!(family.iter().all(|r| r.role == Role::Secondary && r.holm_p_value >= r.comparison.t_p_value));
+        let smallest = family.iter().map(|r| r.comparison.t_p_value).fold(f64::INFINITY, f64::min);
+        assert!(family.iter().any(|r| (r.holm_p_value - (7.0 * smallest).min(1.0)).abs() < 1e-12));
+        let last = &rows[rows.len() - 1];
+        assert!(last.role == Role::Incomplete && last.loss == LossKind::CcDiceCe && last.holm_p_value.is_nan());
+        assert_eq!(last.comparison.pairs, 4);
         assert_eq!(rows.iter().filter(|r| r.tost_p_value.is_some()).count(), 2, "precision and Dice");
         assert!(FIGURES.contains(&rows[7].figure) && rows[7].loss == LossKind::Bicc);
     }
