@@ -8,7 +8,8 @@
 //! and the components are given, and their own cost is timed apart (`voronoi_cells`,
 //! `false_positive_components_of_a_prediction`). On the same inputs, BiCC as published
 //! (`bicc`: alpha 0.5, Dice + cross-entropy per cell, the ground truth's cells given, the
-//! prediction labelled and its cells built in every call; `prediction_cells` times that part).
+//! prediction labelled and its cells built in every call; `prediction_cells` times that part;
+//! `bicc_cells_given`, its branches with both partitions given).
 //!
 //! ```text
 //! cargo bench --bench loss
@@ -178,6 +179,41 @@ fn bicc(bencher: Bencher) {
         .with_inputs(|| {
             let x = Tensor::<5>::from_data(TensorData::new(inputs.logits.clone(), dims_vec()), &device).require_grad();
             (x, BiccTargets::new(int(&inputs.ids).clamp_max(1)).with_cells(int(&inputs.cells)))
+        })
+        .bench_local_values(|(x, targets)| {
+            let grads = loss.forward(x.clone(), targets).backward();
+            x.grad(&grads).expect("x requires its gradient").into_data()
+        });
+}
+
+/// BiCC's branches with their cells given (no labelling or Voronoi in the call): the
+/// ground-truth branch alone (`cc_loss`), the prediction branch alone (alpha 1), both (alpha 0.5).
+#[divan::bench(args = ["ground_truth", "prediction", "both"])]
+fn bicc_cells_given(bencher: Bencher, branches: &str) {
+    let device = Device::flex().autodiff();
+    let inputs = family(100);
+    let alpha = match branches {
+        "ground_truth" => 0.0,
+        "prediction" => 1.0,
+        _ => 0.5,
+    };
+    let loss = BiccLossConfig::new().with_alpha(alpha).init();
+    let x = Tensor::<5>::from_data(TensorData::new(inputs.logits.clone(), dims_vec()), &Device::flex());
+    let predicted: Vec<i32> = prediction_cells(x, 0.5, &[1.0; 3])
+        .expect("valid inputs")
+        .into_data()
+        .convert::<i32>()
+        .try_to_vec()
+        .expect("i32");
+    let int = |values: &[i32]| Tensor::<5, Int>::from_data(TensorData::new(values.to_vec(), dims_vec()), &device);
+    bencher
+        .counter(divan::counter::ItemsCount::new(inputs.logits.len()))
+        .with_inputs(|| {
+            let x = Tensor::<5>::from_data(TensorData::new(inputs.logits.clone(), dims_vec()), &device).require_grad();
+            let targets = BiccTargets::new(int(&inputs.ids).clamp_max(1))
+                .with_cells(int(&inputs.cells))
+                .with_prediction_cells(int(&predicted));
+            (x, targets)
         })
         .bench_local_values(|(x, targets)| {
             let grads = loss.forward(x.clone(), targets).backward();

@@ -1,9 +1,13 @@
 //! What the crate knows of the backend behind a device: whether this build has its backend
-//! extensions (the instance sums, the labelling and the Voronoi cells) for it, and whether its
-//! memory is the host's.
+//! extensions (the instance sums, the labelling and the Voronoi cells) for it, whether its
+//! memory is the host's, and how to read a tensor on the host (in place on flex).
 
 use burn::backend::DispatchDevice;
-use burn::tensor::{Device, Int, Tensor};
+#[cfg(feature = "flex")]
+use burn::backend::flex::FlexTensor;
+#[cfg(feature = "flex")]
+use burn::backend::{BackendTensor, DispatchTensorKind};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 use crate::Error;
 
@@ -30,6 +34,118 @@ pub(crate) fn host_backed(device: &Device) -> bool {
     {
         let _ = device;
         false
+    }
+}
+
+/// An integer tensor's values on the host: flex's own memory, read in place where it holds them
+/// as one row-major run of `i32` or `i64`; otherwise a copy (`i32` and `i64` as they are, other
+/// types converted to `i64`).
+#[derive(Debug)]
+pub(crate) enum HostInts {
+    /// A flex tensor whose memory is read in place.
+    #[cfg(feature = "flex")]
+    Flex(FlexTensor),
+    /// A copy, `i32` or `i64`.
+    Data(TensorData),
+}
+
+/// The values of [`HostInts`] in their type.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum IntSlice<'a> {
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+impl HostInts {
+    /// The values of `map`, row-major.
+    pub(crate) fn read<const D: usize>(map: Tensor<D, Int>) -> Self {
+        #[cfg(feature = "flex")]
+        if let Some(flex) = flex_primitive(map.clone().into_dispatch().kind)
+            .filter(|t| t.as_slice::<i32>().is_some() || t.as_slice::<i64>().is_some())
+        {
+            return Self::Flex(flex);
+        }
+        let data = map.into_data();
+        match data.dtype() {
+            DType::I32 | DType::I64 => Self::Data(data),
+            _ => Self::Data(data.convert::<i64>()),
+        }
+    }
+
+    /// The values, row-major.
+    pub(crate) fn slice(&self) -> IntSlice<'_> {
+        match self {
+            #[cfg(feature = "flex")]
+            Self::Flex(t) => {
+                t.as_slice().map_or_else(|| IntSlice::I64(t.as_slice().expect("i32 or i64")), IntSlice::I32)
+            }
+            Self::Data(d) => {
+                d.as_slice().map_or_else(|_| IntSlice::I64(d.as_slice().expect("i32 or i64")), IntSlice::I32)
+            }
+        }
+    }
+
+    /// The values when they are `i32`.
+    pub(crate) fn as_i32(&self) -> Option<&[i32]> {
+        match self.slice() {
+            IntSlice::I32(values) => Some(values),
+            IntSlice::I64(_) => None,
+        }
+    }
+
+    /// The values as `i64` (a copy).
+    pub(crate) fn to_i64(&self) -> Vec<i64> {
+        match self.slice() {
+            IntSlice::I32(values) => values.iter().map(|&v| v.into()).collect(),
+            IntSlice::I64(values) => values.to_vec(),
+        }
+    }
+}
+
+/// A float tensor's values on the host as `f32`: flex's own `f32` memory, read in place where it
+/// is one row-major run; otherwise a copy converted to `f32`.
+#[derive(Debug)]
+pub(crate) enum HostFloats {
+    /// A flex tensor whose memory is read in place.
+    #[cfg(feature = "flex")]
+    Flex(FlexTensor),
+    /// A copy in `f32`.
+    Data(TensorData),
+}
+
+impl HostFloats {
+    /// The values of `t` (without its autodiff graph), row-major.
+    pub(crate) fn read_f32<const D: usize>(t: Tensor<D>) -> Self {
+        let t = t.without_autodiff();
+        #[cfg(feature = "flex")]
+        if let Some(flex) = flex_primitive(t.clone().into_dispatch().kind).filter(|t| t.as_slice::<f32>().is_some()) {
+            return Self::Flex(flex);
+        }
+        let data = t.into_data();
+        Self::Data(if data.dtype() == DType::F32 { data } else { data.convert::<f32>() })
+    }
+
+    /// The values, row-major.
+    pub(crate) fn as_f32(&self) -> &[f32] {
+        match self {
+            #[cfg(feature = "flex")]
+            Self::Flex(t) => t.as_slice().expect("checked in read_f32"),
+            Self::Data(d) => d.as_slice().expect("f32"),
+        }
+    }
+}
+
+/// The flex tensor behind a tensor of a flex device (an autodiff tensor's, for an int tensor).
+#[cfg(feature = "flex")]
+fn flex_primitive(kind: DispatchTensorKind) -> Option<FlexTensor> {
+    let kind = match kind {
+        DispatchTensorKind::Autodiff(inner) => *inner,
+        kind => kind,
+    };
+    #[allow(unreachable_patterns)]
+    match kind {
+        DispatchTensorKind::Flex(BackendTensor::Int(t) | BackendTensor::Float(t)) => Some(t),
+        _ => None,
     }
 }
 

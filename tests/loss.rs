@@ -612,6 +612,68 @@ fn fused_and_generic_paths_agree_on_large_volumes() {
     }
 }
 
+/// `instance_sums` with two bin maps (BiCC's two partitions): each map's sums are those of its
+/// own call, and the gradient is the sum of the two calls' gradients, with every statistic, on
+/// the device under test (flex's host pass, or the cube kernels on wgpu).
+#[test]
+fn two_bin_maps_are_summed_in_one_pass() {
+    use blob_loss::loss::sums::{InstanceSumsSpec, SumInput, instance_sums};
+    let device = device();
+    let (rows, voxels, bins) = (3, 9_001, 41);
+    let mut rng = Rng(5);
+    let x: Vec<f32> = (0..rows * voxels).map(|_| rng.below(1_000) as f32 / 80.0 - 6.0).collect();
+    // Runs of one bin (cells) and stretches of bin 0, different in each map.
+    let mut ids = |run: u64| -> Vec<i32> {
+        let mut ids = Vec::with_capacity(rows * voxels);
+        while ids.len() < rows * voxels {
+            let id = if rng.below(4) == 0 { 0 } else { rng.below(bins as u64) as i32 };
+            ids.extend(std::iter::repeat_n(id, 1 + rng.below(run) as usize));
+        }
+        ids.truncate(rows * voxels);
+        ids
+    };
+    let (a, b) = (ids(40), ids(300));
+    let spec = InstanceSumsSpec::new(SumInput::Logits, bins)
+        .with_foreground_end(21)
+        .with_squares(true)
+        .with_cross_entropy(true);
+    let int = |ids: Vec<i32>, r: usize| Tensor::<2, Int>::from_data(TensorData::new(ids, [r, voxels]), &device);
+    let values = || Tensor::<2>::from_data(TensorData::new(x.clone(), [rows, voxels]), &device).require_grad();
+    // A made-up upstream gradient: a weighted sum of every statistic of every bin.
+    let weigh = |sums: Tensor<3>| {
+        let n = sums.shape().num_elements();
+        let w: Vec<f32> = (0..n).map(|i| ((i * 37) % 11) as f32 / 11.0 - 0.4).collect();
+        (sums.cast(FloatDType::F32).reshape([n]) * Tensor::<1>::from_data(TensorData::new(w, [n]), &device)).sum()
+    };
+    let flat = |t: Tensor<3>| t.cast(FloatDType::F32).into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+    let (xa, xb, x2) = (values(), values(), values());
+    let (sa, sb) = (
+        instance_sums(xa.clone(), int(a.clone(), rows), spec).unwrap(),
+        instance_sums(xb.clone(), int(b.clone(), rows), spec).unwrap(),
+    );
+    let both = instance_sums(x2.clone(), int([a, b].concat(), 2 * rows), spec.with_maps(2)).unwrap();
+    assert_eq!(both.dims(), [2 * rows, spec.statistics(), bins]);
+    let separate = [flat(sa.clone()), flat(sb.clone())].concat();
+    for (i, (p, q)) in flat(both.clone()).iter().zip(&separate).enumerate() {
+        assert!((p - q).abs() <= 1e-5 * q.abs().max(1.0), "sum {i}: {p} vs {q}");
+    }
+    let half = rows * spec.statistics() * bins;
+    let grad = |x: &Tensor<2>, loss: Tensor<1>| to_vec(x.grad(&loss.backward()).unwrap().reshape([-1]));
+    let (ga, gb) = (grad(&xa, weigh(sa)), grad(&xb, weigh(sb)));
+    // The two maps' halves weighed as the separate calls were.
+    let n = 2 * half;
+    let w: Vec<f32> = (0..n).map(|i| ((i % half * 37) % 11) as f32 / 11.0 - 0.4).collect();
+    let weighted =
+        (both.cast(FloatDType::F32).reshape([n]) * Tensor::<1>::from_data(TensorData::new(w, [n]), &device)).sum();
+    let g2 = grad(&x2, weighted);
+    let scale = ga.iter().chain(&gb).fold(0f32, |m, g| m.max(g.abs()));
+    for (i, ((g, a), b)) in g2.iter().zip(&ga).zip(&gb).enumerate() {
+        assert!((g - (a + b)).abs() <= 1e-5 * scale, "gradient {i}: {g} vs {} + {}", a, b);
+    }
+    let wrong = instance_sums(values(), Tensor::<2, Int>::zeros([rows, voxels], &device), spec.with_maps(2));
+    assert!(matches!(wrong, Err(Error::ShapeMismatch { .. })), "{wrong:?}");
+}
+
 #[test]
 fn large_volumes_do_not_drift() {
     // 2 x 128^3 voxels at p = 0.25: f32 running sums would drift visibly; f64 bins do not.

@@ -9,7 +9,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{FloatDType, Int, Tensor};
 
 use super::bins::check_bins;
-use super::cell_maps::{Cells, Foreground, check_logits};
+use super::cell_maps::{Cells, Foreground, bin_maps, check_logits};
 use super::cell_term::{BranchSums, branch_rows};
 use super::config::MAX_BINS;
 use super::sums::device::host_backed;
@@ -113,7 +113,7 @@ pub struct BiccLossConfig {
     #[config(default = "Engine::Fused")]
     pub engine: Engine,
     /// The most bins one call may allocate per branch (batch elements x (2 + 2 x the cells of
-    /// the fullest element)); beyond, [`BiccLoss::try_forward`] returns
+    /// the fullest element of either branch: the two branches' bins share one layout)); beyond, [`BiccLoss::try_forward`] returns
     /// [`Error::TooManyInstances`] before allocating (a noisy prediction early in training can
     /// have as many components as voxels).
     #[config(default = "MAX_BINS")]
@@ -331,8 +331,8 @@ pub struct BiccUnreduced {
 /// tensors' memory; on wgpu and cuda by the kernels of
 /// [`label_tensor`](crate::components::label_tensor) and
 /// [`voronoi_tensor`](crate::components::voronoi_tensor), so a GPU step reads back one integer
-/// per branch (its number of cells) and no voxel map. The sums run on the device, one pass per
-/// branch.
+/// per branch (its number of cells) and no voxel map. The sums run on the device, one pass over
+/// the voxels for both branches (one bin map each).
 ///
 /// # Example
 /// ```
@@ -479,24 +479,17 @@ impl BiccLoss {
             _ => logits.clone(),
         }
         .reshape([batch, voxels]);
-        // `empty_cells`: whether a cell may hold no ground truth (not in the ground truth's own
-        // cells, each of which holds its component).
-        let branch = |cells: Cells, smooth: f64, empty_cells: bool| -> Result<Tensor<1>, Error> {
-            check_bins(batch, cells.bins(), config.max_bins, 5)?;
-            let ids = cells.bin_map(&foreground, [batch, voxels], &device)?;
-            let sums = self.branch_sums(margin.clone(), ids, &foreground, cells.largest, empty_cells);
-            Ok(branch_rows(config, &sums, smooth))
-        };
-        // A branch of weight 0 is not computed.
-        let ground_truth = if config.alpha != 1.0 {
-            Some(match targets.cells {
-                Some(cells) => branch(Cells::given(cells, "cell")?, config.dice_smooth, true)?,
-                None => branch(Cells::of_mask(&foreground, shape, &spacing, &device)?, config.dice_smooth, false)?,
-            })
-        } else {
-            None
-        };
-        let prediction = if config.alpha > 0.0 {
+        // The partitions of the branches computed (a branch of weight 0 is not), each with its
+        // Dice smoothing and whether a cell may hold no ground truth (not in the ground truth's
+        // own cells, each of which holds its component).
+        let mut branches: Vec<(Cells, f64, bool)> = Vec::with_capacity(2);
+        if config.alpha != 1.0 {
+            branches.push(match targets.cells {
+                Some(cells) => (Cells::given(cells, "cell")?, config.dice_smooth, true),
+                None => (Cells::of_mask(&foreground, shape, &spacing, &device)?, config.dice_smooth, false),
+            });
+        }
+        if config.alpha > 0.0 {
             let cells = match targets.prediction_cells {
                 Some(cells) => Cells::given(cells, "prediction cell")?,
                 None => {
@@ -504,61 +497,80 @@ impl BiccLoss {
                     Cells::of_mask(&predicted, shape, &spacing, &device)?
                 }
             };
-            Some(branch(cells, config.prediction_dice_smooth.unwrap_or(config.dice_smooth), true)?)
-        } else {
-            None
-        };
-        // The branch not computed: zeros in the other's dtype (`alpha` 1 computes the prediction's).
-        Ok(match (ground_truth, prediction) {
-            (Some(g), Some(p)) => BiccUnreduced { ground_truth: g, prediction: p },
-            (Some(g), None) => BiccUnreduced { prediction: g.zeros_like(), ground_truth: g },
-            (None, p) => {
-                let p = p.expect("alpha is 1: the prediction's branch is computed");
-                BiccUnreduced { ground_truth: p.zeros_like(), prediction: p }
+            branches.push((cells, config.prediction_dice_smooth.unwrap_or(config.dice_smooth), true));
+        }
+        let largest = branches.iter().map(|(cells, _, _)| cells.largest).max().unwrap_or(0);
+        check_bins(batch, 2 * largest + 2, config.max_bins, 5)?;
+        // Both branches' sums in one pass over the voxels: one bin map each, laid out alike.
+        let partitions: Vec<&Cells> = branches.iter().map(|(cells, _, _)| cells).collect();
+        let (ids, largest) = bin_maps(&partitions, &foreground, [batch, voxels], &device)?;
+        let empty_cells = branches.iter().any(|&(_, _, empty)| empty);
+        let sums = self.branch_sums(margin, ids, &foreground, largest, branches.len(), empty_cells);
+        let mut rows = branches.iter().zip(sums).map(|(&(_, smooth, empty), mut sums)| {
+            if !empty {
+                sums.p2 = None;
             }
+            branch_rows(config, &sums, smooth)
+        });
+        let (first, second) = (rows.next().expect("alpha computes a branch"), rows.next());
+        // The branch not computed: zeros in the other's dtype (`alpha` 1 computes the prediction's).
+        Ok(match second {
+            Some(prediction) => BiccUnreduced { ground_truth: first, prediction },
+            None if config.alpha == 1.0 => BiccUnreduced { ground_truth: first.zeros_like(), prediction: first },
+            None => BiccUnreduced { prediction: first.zeros_like(), ground_truth: first },
         })
     }
 
-    /// One pass of the sums over a branch's bins.
+    /// The sums of every branch, in one pass over the voxels: `ids` holds `maps` bin maps
+    /// (`[maps * B, voxels]`, laid out for `largest` cells); `squares`: whether a branch may have
+    /// cells without ground truth (their detached term needs `sum p^2`).
     fn branch_sums(
         &self,
         margin: Tensor<2>,
         ids: Tensor<2, Int>,
         foreground: &Foreground,
         largest: usize,
-        empty_cells: bool,
-    ) -> BranchSums {
+        maps: usize,
+        squares: bool,
+    ) -> Vec<BranchSums> {
         let config = &self.config;
         let bins = 2 * largest + 2;
-        let detached = empty_cells && config.empty_cell_loss == EmptyCellLoss::Detached;
+        let detached = squares && config.empty_cell_loss == EmptyCellLoss::Detached;
         let dice = config.terms != CellTerms::CrossEntropy;
         let cross_entropy = config.terms != CellTerms::Dice;
         let spec = InstanceSumsSpec::new(SumInput::Logits, bins)
             .with_foreground_end(largest + 2)
             .with_squares(dice && detached)
-            .with_cross_entropy(cross_entropy && config.probability_floor.is_none());
+            .with_cross_entropy(cross_entropy && config.probability_floor.is_none())
+            .with_maps(maps);
         let sums = sums_unchecked(margin.clone(), ids.clone(), spec, config.engine);
-        let [rows, _, _] = sums.dims();
-        let statistic = |s: Statistic| {
-            spec.index(s).map(|i| sums.clone().slice([0..rows, i..i + 1, 0..bins]).reshape([rows, bins]))
+        let [rows, _] = margin.dims();
+        let map = |sums: &Tensor<3>, m: usize, i: usize| {
+            sums.clone().slice([m * rows..(m + 1) * rows, i..i + 1, 0..bins]).reshape([rows, bins])
         };
-        let mut ce = statistic(Statistic::CrossEntropy);
+        let mut floored_ce = None;
         if let Some(floor) = config.probability_floor.filter(|_| cross_entropy) {
             // `-ln(max(p_y, floor))` per voxel (`p_y` the probability of the voxel's class, the
             // sigmoid of the signed margin), summed by a second pass over the same bins.
             let signs = foreground.signs(margin.dims(), &margin.device(), FloatDType::from(margin.dtype()));
             let per_voxel = sigmoid(margin * signs).clamp_min(floor).log().neg();
-            let spec = InstanceSumsSpec::new(SumInput::Probabilities, bins);
-            let sums = sums_unchecked(per_voxel, ids, spec, config.engine);
-            ce = Some(sums.slice([0..rows, 0..1, 0..bins]).reshape([rows, bins]));
+            let spec = InstanceSumsSpec::new(SumInput::Probabilities, bins).with_maps(maps);
+            floored_ce = Some(sums_unchecked(per_voxel, ids, spec, config.engine));
         }
-        BranchSums {
-            p: statistic(Statistic::Probability).expect("always summed"),
-            count: statistic(Statistic::Count).expect("always summed"),
-            p2: statistic(Statistic::Square),
-            ce,
-            largest,
-        }
+        (0..maps)
+            .map(|m| {
+                let statistic = |s: Statistic| spec.index(s).map(|i| map(&sums, m, i));
+                BranchSums {
+                    p: statistic(Statistic::Probability).expect("always summed"),
+                    count: statistic(Statistic::Count).expect("always summed"),
+                    p2: statistic(Statistic::Square),
+                    ce: floored_ce
+                        .as_ref()
+                        .map_or_else(|| statistic(Statistic::CrossEntropy), |ce| Some(map(ce, m, 0))),
+                    largest,
+                }
+            })
+            .collect()
     }
 }
 

@@ -17,7 +17,7 @@ use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 use rayon::prelude::*;
 
 use crate::Error;
-use crate::backend::{Extreme, host_backed, id_range, row_extreme};
+use crate::backend::{Extreme, HostFloats, HostInts, IntSlice, host_backed, id_range, row_extreme};
 use crate::components::tensor::{Grid, label_unchecked, voronoi_unchecked};
 use crate::components::{Connectivity, label_batch, voronoi_into};
 
@@ -58,15 +58,15 @@ fn full_connectivity(spatial: usize) -> Connectivity {
 /// component (Euclidean, with `spacing`), 0 everywhere in an element without components; and
 /// the largest number of components of an element.
 pub(crate) fn cells_of_masks(
-    mask: Vec<u8>,
+    mask: &[u8],
     batch: usize,
     spatial: &[usize],
     spacing: &[f64],
 ) -> Result<(Vec<u32>, usize), Error> {
     let mut shape = vec![batch, 1];
     shape.extend_from_slice(spatial);
-    let mask = ndarray::ArrayD::from_shape_vec(IxDyn(&shape), mask).expect("one value per voxel");
-    let labelled = label_batch(mask.view(), full_connectivity(spatial.len()))?;
+    let mask = ArrayViewD::from_shape(IxDyn(&shape), mask).expect("one value per voxel");
+    let labelled = label_batch(mask, full_connectivity(spatial.len()))?;
     let largest = labelled.counts.iter().copied().max().unwrap_or(0);
     let voxels: usize = spatial.iter().product();
     let labels = labelled.labels.as_slice().expect("a new, standard-layout array");
@@ -124,10 +124,8 @@ pub fn prediction_cells<const D: usize>(
     let mut shape = dims;
     shape[1] = 1;
     let cells = Cells::of_mask(&Foreground::of_prediction(logits, threshold), shape, spacing, &device)?;
-    Ok(match cells.ids {
-        CellIds::Host(ids) => host_ids(&ids, [dims[0], ids.len() / dims[0]], &device).reshape(shape),
-        CellIds::Device(ids) => ids.reshape(shape),
-    })
+    let voxels = shape.iter().skip(2).product();
+    Ok(cells.ids.tensor([dims[0], voxels], &device).reshape(shape))
 }
 
 /// Checks logits for the CC family: 2 or 3 spatial axes, 1 or 2 channels, no zero-sized axis.
@@ -152,20 +150,13 @@ pub(crate) fn check_logits<const D: usize>(dims: [usize; D]) -> Result<(), Error
     Ok(())
 }
 
-/// The thresholded prediction of `[B, C, voxels..]` logits, read to the host (`f32` logits as
-/// they are, others converted to `f32`: the published code thresholds an `f32` softmax),
-/// `[B, voxels]`.
+/// The thresholded prediction of `[B, C, voxels..]` logits, read on the host (in place on flex;
+/// logits in another float type than `f32` converted: the published code thresholds an `f32`
+/// softmax), `[B, voxels]`.
 pub(crate) fn read_prediction<const D: usize>(logits: Tensor<D>, threshold: f64) -> Vec<u8> {
     count_voxel_read();
     let [batch, channels] = [logits.dims()[0], logits.dims()[1]];
-    let data = logits.detach().into_data();
-    match data.dtype() {
-        DType::F32 => prediction_mask(data.as_slice::<f32>().expect("f32 data"), batch, channels, threshold),
-        _ => {
-            let values = data.convert::<f32>().try_to_vec::<f32>().expect("converted to f32");
-            prediction_mask(&values, batch, channels, threshold)
-        }
-    }
+    prediction_mask(HostFloats::read_f32(logits).as_f32(), batch, channels, threshold)
 }
 
 /// The thresholded prediction of `[B, C, voxels..]` logits read to the host (`C` = 2: the two
@@ -201,33 +192,26 @@ fn prediction_mask(logits: &[f32], batch: usize, channels: usize, threshold: f64
     mask
 }
 
-/// An integer map read to the host as `u32` ids (`i32` and `i64` maps without a conversion pass).
-///
-/// # Errors
-/// [`Error::NegativeInstanceId`] for a negative value in the mask, [`Error::InvalidArgument`] for a
-/// negative cell id or one above `u32::MAX`.
-pub(crate) fn read_ids<const D: usize>(map: Tensor<D, Int>, what: &str) -> Result<Vec<u32>, Error> {
-    fn convert<T: Copy + Send + Sync + Into<i64>>(values: &[T], what: &str) -> Result<Vec<u32>, Error> {
-        // The range first (a `Result` collect in rayon cannot write in place).
-        let (low, high) = values
-            .par_iter()
-            .map(|&v| (v.into(), v.into()))
-            .reduce(|| (0i64, 0i64), |(a, b), (c, d)| (a.min(c), b.max(d)));
-        match (low, high) {
-            (v, _) if v < 0 && what == "mask" => Err(Error::NegativeInstanceId { value: v }),
-            (v, _) if v < 0 => Err(Error::InvalidArgument(format!("{what} id {v} is negative"))),
-            (_, v) if v > i64::from(u32::MAX) => {
-                Err(Error::InvalidArgument(format!("{what} id {v} is above u32::MAX")))
-            }
-            _ => Ok(values.par_iter().map(|&v| v.into() as u32).collect()),
-        }
+/// An integer map read on the host (in place on flex) with its smallest and largest value.
+fn read_ids<const D: usize>(map: Tensor<D, Int>) -> (HostInts, i64, i64) {
+    /// The smallest and largest value, 0 and 0 for none.
+    fn range<T: Copy + Send + Sync + Into<i64>>(values: &[T]) -> (i64, i64) {
+        values.par_iter().map(|&v| (v.into(), v.into())).reduce(|| (0, 0), |(a, b), (c, d)| (a.min(c), b.max(d)))
     }
     count_voxel_read();
-    let data = map.into_data();
-    match data.dtype() {
-        DType::I32 => convert(data.as_slice::<i32>().expect("i32 data"), what),
-        DType::I64 => convert(data.as_slice::<i64>().expect("i64 data"), what),
-        _ => convert(&data.convert::<i64>().try_to_vec::<i64>().expect("converted to i64"), what),
+    let ids = HostInts::read(map);
+    let (low, high) = match ids.slice() {
+        IntSlice::I32(values) => range(values),
+        IntSlice::I64(values) => range(values),
+    };
+    (ids, low, high)
+}
+
+/// Host ids in `0..=u32::MAX` (checked by the caller) as `u32`.
+fn host_u32(ids: &HostInts) -> Vec<u32> {
+    match ids.slice() {
+        IntSlice::I32(values) => values.par_iter().map(|&v| v as u32).collect(),
+        IntSlice::I64(values) => values.par_iter().map(|&v| v as u32).collect(),
     }
 }
 
@@ -265,7 +249,17 @@ impl Foreground {
         let batch = mask.dims()[0];
         let voxels = mask.shape().num_elements() / batch.max(1);
         if host_backed(&mask.device()) {
-            return Ok(Self::Host(read_ids(mask, "mask")?.par_iter().map(|&v| u8::from(v > 0)).collect()));
+            fn positive<T: Copy + Send + Sync + Into<i64>>(values: &[T]) -> Vec<u8> {
+                values.par_iter().map(|&v| u8::from(v.into() > 0)).collect()
+            }
+            let (ids, low, _) = read_ids(mask);
+            if low < 0 {
+                return Err(Error::NegativeInstanceId { value: low });
+            }
+            return Ok(Self::Host(match ids.slice() {
+                IntSlice::I32(values) => positive(values),
+                IntSlice::I64(values) => positive(values),
+            }));
         }
         let (low, _) = id_range(&mask)?;
         if low < 0 {
@@ -298,8 +292,10 @@ impl Foreground {
 /// A partition's cell ids, `[B, voxels]`, 0 for a voxel in no cell.
 #[derive(Debug)]
 pub(crate) enum CellIds {
-    /// On the host (flex).
+    /// Made on the host (flex).
     Host(Vec<u32>),
+    /// Given by the caller, read in place on the host (flex); in `0..=u32::MAX`.
+    Read(HostInts),
     /// On the device (boxed: a tensor handle is large beside a `Vec`).
     Device(Box<Tensor<2, Int>>),
 }
@@ -334,7 +330,17 @@ impl Cells {
                 });
             }
         }
-        Ok(Self::renumbered(read_ids(map, what)?, voxels))
+        let (ids, low, high) = read_ids(map);
+        if low < 0 {
+            return Err(Error::InvalidArgument(format!("{what} id {low} is negative")));
+        }
+        if high > i64::from(u32::MAX) {
+            return Err(Error::InvalidArgument(format!("{what} id {high} is above u32::MAX")));
+        }
+        if high as u128 <= voxels as u128 {
+            return Ok(Self { ids: CellIds::Read(ids), largest: high as usize });
+        }
+        Ok(Self::renumbered(host_u32(&ids), voxels))
     }
 
     /// Host ids, sparse ones numbered `1..` per element (see [`given`](Self::given)).
@@ -372,7 +378,7 @@ impl Cells {
         let (batch, spatial) = (shape[0], &shape[2..]);
         match mask {
             Foreground::Host(mask) => {
-                let (ids, largest) = cells_of_masks(mask.clone(), batch, spatial, spacing)?;
+                let (ids, largest) = cells_of_masks(mask, batch, spatial, spacing)?;
                 Ok(Self { ids: CellIds::Host(ids), largest })
             }
             Foreground::Device(mask) => {
@@ -393,61 +399,96 @@ impl Cells {
         }
     }
 
-    /// The number of bins of a branch over these cells: for every cell `c` in `0..=largest`
-    /// (`c` = 0: no cell), one bin for its foreground voxels and one for its background.
-    pub(crate) fn bins(&self) -> usize {
-        2 * self.largest + 2
-    }
-
-    /// The bin map of a branch, `[B, voxels]` `i32` on `device`: a foreground voxel of cell `c`
-    /// in bin `1 + c` (bins `1..largest + 2` have target 1: the sums'
+    /// The bin map of a branch over these cells, `[B, voxels]` `i32` on `device`, laid out for
+    /// `largest` cells (at least [`largest`](Self::largest)): a foreground voxel of cell `c` in
+    /// bin `1 + c` (bins `1..largest + 2` have target 1: the sums'
     /// [`foreground_end`](super::sums::InstanceSumsSpec::foreground_end) is `largest + 2`), a
     /// background voxel of cell `c > 0` in bin `largest + 1 + c`, one in no cell in bin 0.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] when the bins need ids above `i32::MAX`.
-    pub(crate) fn bin_map(
-        &self,
-        foreground: &Foreground,
-        shape: [usize; 2],
-        device: &Device,
-    ) -> Result<Tensor<2, Int>, Error> {
-        let k = self.largest;
-        if self.bins() > i32::MAX as usize {
-            return Err(Error::InvalidArgument(format!("{k} cells need more bins than i32 ids can name")));
+    fn bin_map(&self, foreground: &Foreground, largest: usize, shape: [usize; 2], device: &Device) -> Tensor<2, Int> {
+        let ids = self.ids.tensor(shape, device);
+        let foreground = match foreground {
+            Foreground::Device(mask) => mask.as_ref().clone(),
+            Foreground::Host(mask) => {
+                host_ids(&mask.iter().map(|&m| u32::from(m)).collect::<Vec<_>>(), shape, device).greater_elem(0)
+            }
+        };
+        let background = (ids.clone() + (largest as i64 + 1)).mask_fill(ids.clone().equal_elem(0), 0);
+        background.mask_where(foreground, ids + 1)
+    }
+
+    /// [`bin_map`](Self::bin_map) into `out` (`[B, voxels]`), where the ids are on the host;
+    /// `false` (nothing written) where they are not.
+    fn host_bin_map_into(&self, foreground: &[u8], largest: usize, out: &mut [i32]) -> bool {
+        match &self.ids {
+            CellIds::Host(ids) => host_bin_map(foreground, ids, largest, out),
+            CellIds::Read(ids) => match ids.slice() {
+                IntSlice::I32(ids) => host_bin_map(foreground, ids, largest, out),
+                IntSlice::I64(ids) => host_bin_map(foreground, ids, largest, out),
+            },
+            CellIds::Device(_) => return false,
         }
-        match (&self.ids, foreground) {
-            (CellIds::Host(ids), Foreground::Host(foreground)) => {
-                let bins: Vec<i32> = foreground
-                    .par_iter()
-                    .zip(ids)
-                    .map(|(&fg, &cell)| {
-                        let cell = cell as usize;
-                        (match (fg > 0, cell) {
-                            (true, _) => 1 + cell,
-                            (false, 0) => 0,
-                            (false, _) => k + 1 + cell,
-                        }) as i32
-                    })
-                    .collect();
-                Ok(Tensor::from_data(TensorData::new(bins, shape.to_vec()), (device, DType::I32)))
-            }
-            (ids, foreground) => {
-                let ids = match ids {
-                    CellIds::Device(ids) => ids.as_ref().clone(),
-                    CellIds::Host(ids) => host_ids(ids, shape, device),
-                };
-                let foreground = match foreground {
-                    Foreground::Device(mask) => mask.as_ref().clone(),
-                    Foreground::Host(mask) => {
-                        host_ids(&mask.iter().map(|&m| u32::from(m)).collect::<Vec<_>>(), shape, device).greater_elem(0)
-                    }
-                };
-                let background = (ids.clone() + (k as i64 + 1)).mask_fill(ids.clone().equal_elem(0), 0);
-                Ok(background.mask_where(foreground, ids + 1))
-            }
+        true
+    }
+}
+
+/// The bin maps of several partitions of the same voxels, one sums pass for all of them: `[maps
+/// * B, voxels]` `i32` on `device` (map `m` in rows `m * B..`), each laid out as
+/// [`Cells::bin_map`] for the largest number of cells of any (returned with it, so that every
+/// map has `2 * largest + 2` bins with the same targets).
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the bins need ids above `i32::MAX`.
+pub(crate) fn bin_maps(
+    partitions: &[&Cells],
+    foreground: &Foreground,
+    shape: [usize; 2],
+    device: &Device,
+) -> Result<(Tensor<2, Int>, usize), Error> {
+    let largest = partitions.iter().map(|cells| cells.largest).max().unwrap_or(0);
+    if 2 * largest as u128 + 2 > i32::MAX as u128 {
+        return Err(Error::InvalidArgument(format!("{largest} cells need more bins than i32 ids can name")));
+    }
+    let [rows, voxels] = shape;
+    let maps = partitions.len();
+    if let Foreground::Host(mask) = foreground {
+        let mut bins = vec![0i32; maps * rows * voxels];
+        let written = bins
+            .chunks_mut((rows * voxels).max(1))
+            .zip(partitions)
+            .all(|(out, cells)| cells.host_bin_map_into(mask, largest, out));
+        if written {
+            return Ok((
+                Tensor::from_data(TensorData::new(bins, [maps * rows, voxels]), (device, DType::I32)),
+                largest,
+            ));
         }
     }
+    let maps = partitions.iter().map(|cells| cells.bin_map(foreground, largest, shape, device)).collect();
+    Ok((Tensor::cat(maps, 0), largest))
+}
+
+impl CellIds {
+    /// The ids as an `i32` tensor `[B, voxels]` on `device`.
+    fn tensor(&self, shape: [usize; 2], device: &Device) -> Tensor<2, Int> {
+        match self {
+            Self::Device(ids) => ids.as_ref().clone(),
+            Self::Host(ids) => host_ids(ids, shape, device),
+            Self::Read(ids) => host_ids(&host_u32(ids), shape, device),
+        }
+    }
+}
+
+/// The bin map of [`Cells::bin_map`] from host maps into `out`, in one pass.
+fn host_bin_map<T: Copy + Send + Sync + Into<i64>>(foreground: &[u8], ids: &[T], largest: usize, out: &mut [i32]) {
+    let k = largest as i64;
+    out.par_iter_mut().zip(foreground).zip(ids).for_each(|((out, &fg), &cell)| {
+        let cell: i64 = cell.into();
+        *out = (match (fg > 0, cell) {
+            (true, _) => 1 + cell,
+            (false, 0) => 0,
+            (false, _) => k + 1 + cell,
+        }) as i32;
+    });
 }
 
 /// Host ids as an `i32` tensor on `device`.
@@ -502,32 +543,56 @@ mod tests {
     #[test]
     fn cells_use_full_connectivity_and_cover_the_volume() {
         // Two diagonal voxels are one component (8-connectivity).
-        let (cells, largest) = cells_of_masks(vec![1, 0, 0, 1], 1, &[2, 2], &[1.0, 1.0]).unwrap();
+        let (cells, largest) = cells_of_masks(&[1, 0, 0, 1], 1, &[2, 2], &[1.0, 1.0]).unwrap();
         assert_eq!((cells, largest), (vec![1; 4], 1));
         // Every voxel takes its nearest component, background included.
-        let (cells, largest) = cells_of_masks(vec![1, 0, 0, 0, 0, 1], 1, &[1, 6], &[1.0, 1.0]).unwrap();
+        let (cells, largest) = cells_of_masks(&[1, 0, 0, 0, 0, 1], 1, &[1, 6], &[1.0, 1.0]).unwrap();
         assert_eq!((cells, largest), (vec![1, 1, 1, 2, 2, 2], 2));
         // An element without components is in no cell.
-        let (cells, largest) = cells_of_masks(vec![0; 4], 1, &[2, 2], &[1.0, 1.0]).unwrap();
+        let (cells, largest) = cells_of_masks(&[0; 4], 1, &[2, 2], &[1.0, 1.0]).unwrap();
         assert_eq!((cells, largest), (vec![0; 4], 0));
     }
 
     #[test]
     fn bins_split_each_cell_by_target() {
         let cells = Cells::renumbered(vec![0, 1, 1, 2, 0], 5);
-        assert_eq!(cells.bins(), 6);
-        let map = cells.bin_map(&Foreground::Host(vec![1, 1, 0, 0, 0]), [1, 5], &Device::flex()).unwrap();
-        assert_eq!(map.into_data().try_to_vec::<i32>().unwrap(), [1, 2, 4, 5, 0]);
+        let foreground = Foreground::Host(vec![1, 1, 0, 0, 0]);
+        let (map, largest) = bin_maps(&[&cells], &foreground, [1, 5], &Device::flex()).unwrap();
+        assert_eq!((map.into_data().try_to_vec::<i32>().unwrap(), largest), (vec![1, 2, 4, 5, 0], 2));
+        // Two partitions: both laid out for the larger one's cells; the device path agrees.
+        let more = Cells::renumbered(vec![1, 2, 3, 3, 3], 5);
+        let (maps, largest) = bin_maps(&[&cells, &more], &foreground, [1, 5], &Device::flex()).unwrap();
+        let expected = vec![1, 2, 5, 6, 0, 2, 3, 7, 7, 7];
+        assert_eq!((maps.into_data().try_to_vec::<i32>().unwrap(), largest), (expected.clone(), 3));
+        let on_device = |c: &Cells| Cells {
+            ids: CellIds::Device(Box::new(c.ids.tensor([1, 5], &Device::flex()))),
+            largest: c.largest,
+        };
+        let (maps, _) =
+            bin_maps(&[&on_device(&cells), &on_device(&more)], &foreground, [1, 5], &Device::flex()).unwrap();
+        assert_eq!(maps.into_data().try_to_vec::<i32>().unwrap(), expected);
         // Sparse ids are numbered per element.
         let sparse = Cells::renumbered(vec![0, 7_000_000, 7_000_000, 9, 4_000_000_000, 0, 5, 5], 4);
         assert!(matches!(sparse.ids, CellIds::Host(ref ids) if ids == &[0, 2, 2, 1, 2, 0, 1, 1]));
         assert_eq!(sparse.largest, 2);
         let device = Device::flex();
         let negative = Tensor::<4, Int>::from_ints([[[[0, -1]]]], &device);
-        assert!(read_ids(negative.clone(), "cell").unwrap_err().to_string().contains("cell id -1 is negative"));
-        assert_eq!(read_ids(negative, "mask").unwrap_err(), Error::NegativeInstanceId { value: -1 });
-        let wide = Tensor::<4, Int>::from_data(TensorData::new(vec![3i64, 0], [1, 1, 1, 2]), &device);
-        assert_eq!(read_ids(wide, "cell").unwrap(), [3, 0]);
+        let err = Cells::given(negative.clone(), "cell").unwrap_err();
+        assert!(err.to_string().contains("cell id -1 is negative"), "{err}");
+        assert_eq!(Foreground::of_mask(negative).unwrap_err(), Error::NegativeInstanceId { value: -1 });
+        let too_large =
+            Tensor::<4, Int>::from_data(TensorData::new(vec![1i64 << 32, 0], [1, 1, 1, 2]), (&device, DType::I64));
+        let err = Cells::given(too_large, "cell").unwrap_err();
+        assert!(err.to_string().contains("above u32::MAX"), "{err}");
+        // i64 maps are read as they are, dense ids in place, sparse ones renumbered.
+        let wide = Tensor::<4, Int>::from_data(TensorData::new(vec![2i64, 0], [1, 1, 1, 2]), (&device, DType::I64));
+        let cells = Cells::given(wide, "cell").unwrap();
+        assert!(matches!(cells.ids, CellIds::Read(_)));
+        let (map, largest) = bin_maps(&[&cells], &Foreground::Host(vec![1, 0]), [1, 2], &device).unwrap();
+        assert_eq!((largest, map.into_data().try_to_vec::<i32>().unwrap()), (2, vec![3, 0]));
+        let sparse = Tensor::<4, Int>::from_data(TensorData::new(vec![9i64, 0], [1, 1, 1, 2]), (&device, DType::I64));
+        let cells = Cells::given(sparse, "cell").unwrap();
+        assert!(matches!(cells.ids, CellIds::Host(ref ids) if ids == &[1, 0]));
     }
 
     /// A BiCC forward with the cells and components made by the loss: its value, and the voxel

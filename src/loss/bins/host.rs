@@ -7,9 +7,7 @@
 
 use std::collections::HashMap;
 
-use burn::backend::flex::FlexTensor;
-use burn::backend::{BackendTensor, DispatchTensorKind};
-use burn::tensor::{DType, Int, Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use foldhash::fast::FixedState;
 use rayon::prelude::*;
 
@@ -18,6 +16,7 @@ use super::{
     unknown_cell,
 };
 use crate::Error;
+use crate::backend::HostInts;
 use crate::loss::sums::InstanceSumsSpec;
 use crate::loss::sums::host::{HostId, TASK_VOXELS, vectorised};
 
@@ -77,48 +76,6 @@ pub(super) fn bin_map(maps: BinMaps, max_bins: usize, spec: InstanceSumsSpec) ->
     let spec = InstanceSumsSpec { bins, ..spec }.with_foreground_end(foreground_end);
     let ids = Tensor::from_data(TensorData::new(ids, vec![rows, voxels]), (&device, DType::I32));
     Ok(BinMap { ids, kept, spec, false_positives })
-}
-
-/// An id map on the host: flex's own `i32` data, or a copy.
-enum HostInts {
-    Flex(FlexTensor),
-    Data(TensorData),
-}
-
-impl HostInts {
-    fn read(map: Tensor<2, Int>) -> Self {
-        match flex_primitive(map.clone()) {
-            Some(flex) if flex.as_slice::<i32>().is_some() => Self::Flex(flex),
-            _ => Self::Data(map.into_data()),
-        }
-    }
-
-    fn as_i32(&self) -> Option<&[i32]> {
-        match self {
-            Self::Flex(flex) => flex.as_slice(),
-            Self::Data(data) => data.as_slice().ok(),
-        }
-    }
-
-    fn to_i64(&self) -> Vec<i64> {
-        match self {
-            Self::Flex(flex) => flex.as_slice::<i32>().expect("i32").iter().map(|&id| id.into()).collect(),
-            Self::Data(data) => data.iter::<i64>().collect(),
-        }
-    }
-}
-
-/// The flex tensor behind an int tensor (on a flex device, with or without autodiff).
-fn flex_primitive(map: Tensor<2, Int>) -> Option<FlexTensor> {
-    let kind = match map.into_dispatch().kind {
-        DispatchTensorKind::Autodiff(inner) => *inner,
-        kind => kind,
-    };
-    #[allow(unreachable_patterns)]
-    match kind {
-        DispatchTensorKind::Flex(BackendTensor::Int(flex)) => Some(flex),
-        _ => None,
-    }
 }
 
 /// The maps of one evaluation, `[rows, voxels]` each, row-major.

@@ -63,7 +63,9 @@ pub(crate) fn atomic_add(client: &Client) -> AtomicAdd {
 
 impl InstanceSumsBackend for CubeBackend {
     fn instance_sums(x: CubeTensor, ids: CubeTensor, spec: InstanceSumsSpec) -> CubeTensor {
-        let [rows, voxels] = x.meta.shape().dims::<2>();
+        let [x_rows, voxels] = x.meta.shape().dims::<2>();
+        // One row of sums per row of every map; the kernel reads each map's row of `x`.
+        let rows = x_rows * spec.maps;
         let stats = spec.statistics();
         let bins = spec.bins;
         let client = x.client.clone();
@@ -104,6 +106,7 @@ impl InstanceSumsBackend for CubeBackend {
                 ids.into_tensor_arg(),
                 chunk_bins.clone().into_tensor_arg(),
                 background.clone().into_tensor_arg(),
+                x_rows as u32,
                 voxels as u32,
                 bins as u32,
                 foreground_end(spec),
@@ -134,9 +137,9 @@ impl InstanceSumsBackend for CubeBackend {
         let grad = if grad.dtype == DType::F32 { grad } else { CubeBackend::float_cast(grad, FloatDType::F32) };
         // Bin 0 left out: zero upstream gradients give its voxels a zero gradient.
         let grad = if spec.skip_background {
-            let stats = spec.statistics();
-            let zeros = zeros_client(client.clone(), device.clone(), Shape::new([rows, stats, 1]), DType::F32);
-            CubeBackend::float_slice_assign(grad, &bin_zero(rows, stats), zeros)
+            let (stats, grad_rows) = (spec.statistics(), rows * spec.maps);
+            let zeros = zeros_client(client.clone(), device.clone(), Shape::new([grad_rows, stats, 1]), DType::F32);
+            CubeBackend::float_slice_assign(grad, &bin_zero(grad_rows, stats), zeros)
         } else {
             grad
         };
@@ -148,8 +151,9 @@ impl InstanceSumsBackend for CubeBackend {
         if total > 0 {
             let cube_dim = CubeDim::new(&client, total);
             let cube_count = calculate_cube_count_elemwise(&client, total, cube_dim);
-            // The kernel reads and writes voxel `ABSOLUTE_POS < total` only, and the bins of ids
-            // checked in `0..bins` by the callers.
+            // The kernel reads and writes voxel `ABSOLUTE_POS < total` only (and its id in each of
+            // the `maps` maps, `m * total + ABSOLUTE_POS`), and the bins of ids checked in
+            // `0..bins` by the callers.
             gradient_kernel::launch(
                 &client,
                 cube_count,
@@ -162,6 +166,7 @@ impl InstanceSumsBackend for CubeBackend {
                 spec.bins as u32,
                 foreground_end(spec),
                 total as u32,
+                spec.maps as u32,
                 spec.input == SumInput::Logits,
                 spec.squares,
                 spec.cross_entropy,
@@ -261,8 +266,9 @@ fn cross_entropy(x: f32, p: f32, target: bool, #[comptime] logits: bool) -> f32 
     }
 }
 
-/// Sums of one tile (see the module doc). `chunk_bins` is `[rows, chunks, statistics, bins]` and
-/// `background` `[rows, tiles, statistics]`, both flat.
+/// Sums of one tile (see the module doc). `chunk_bins` is `[maps * rows, chunks, statistics,
+/// bins]` and `background` `[maps * rows, tiles, statistics]`, both flat; the workgroups' rows
+/// are those of every map, each reading its row of `x` (`x_rows` rows).
 #[allow(clippy::too_many_arguments)]
 #[cube(launch)]
 fn sums_kernel<F: Float, A: BinAdd>(
@@ -270,6 +276,7 @@ fn sums_kernel<F: Float, A: BinAdd>(
     ids: &Tensor<i32>,
     chunk_bins: &mut Tensor<Atomic<A::Proxy>>,
     background: &mut Tensor<f32>,
+    x_rows: u32,
     voxels: u32,
     bins: u32,
     foreground_end: u32,
@@ -287,7 +294,9 @@ fn sums_kernel<F: Float, A: BinAdd>(
     let tiles = CUBE_COUNT_X;
     let chunks = tiles.div_ceil(tiles_per_chunk);
     let chunk = tile / tiles_per_chunk;
-    let row_start = row as usize * voxels as usize;
+    // `row` counts the rows of every map (`ids`' rows); `x` has the rows of one.
+    let x_start = (row % x_rows) as usize * voxels as usize;
+    let id_start = row as usize * voxels as usize;
     let bin_start = ((row * chunks + chunk) * stats) as usize * bins as usize;
     let first = tile * TILE + UNIT_POS * PER_UNIT;
 
@@ -303,9 +312,8 @@ fn sums_kernel<F: Float, A: BinAdd>(
     for j in 0..PER_UNIT {
         let v = first + j;
         if v < voxels {
-            let at = row_start + v as usize;
-            let value = f32::cast_from(x[at]);
-            let id = ids[at];
+            let value = f32::cast_from(x[x_start + v as usize]);
+            let id = ids[id_start + v as usize];
             let p = probability(value, logits);
             let mut ce = 0.0f32;
             if comptime!(with_ce) {
@@ -424,8 +432,8 @@ fn gradient(dsums: f32, dce: f32, p: f32, target: bool, #[comptime] logits: bool
     g
 }
 
-/// The gradient of every voxel from its bin's upstream gradients (`grad`: `[rows, statistics,
-/// bins]`, flat, `f32`).
+/// The gradient of every voxel from its bins' upstream gradients in every map (`grad`: `[maps *
+/// rows, statistics, bins]`, flat, `f32`; `ids`: `[maps * rows, voxels]`, flat).
 #[allow(clippy::too_many_arguments)]
 #[cube(launch)]
 fn gradient_kernel<F: Float>(
@@ -437,6 +445,7 @@ fn gradient_kernel<F: Float>(
     bins: u32,
     foreground_end: u32,
     total: u32,
+    maps: u32,
     #[comptime] logits: bool,
     #[comptime] squares: bool,
     #[comptime] with_ce: bool,
@@ -448,20 +457,25 @@ fn gradient_kernel<F: Float>(
     let stats = comptime!(2 + squares as u32 + with_ce as u32);
     let ce_at = comptime!(2 + squares as u32);
     let at = ABSOLUTE_POS;
+    let rows = (total / voxels) as usize;
     let row = at / voxels as usize;
-    let id = ids[at];
-    let target = id > 0 && (id as u32) < foreground_end;
-    let slot = row * (stats * bins) as usize + id as usize;
     let value = f32::cast_from(x[at]);
     let p = probability(value, logits);
-    let mut dsums = grad[slot];
-    if comptime!(squares) {
-        dsums += grad[slot + 2 * bins as usize] * 2.0 * p;
+    // The voxel's bin in every map: the gradients of the maps' sums add up.
+    let mut g = 0.0f32;
+    for m in 0..maps {
+        let id = ids[m as usize * total as usize + at];
+        let target = id > 0 && (id as u32) < foreground_end;
+        let slot = (m as usize * rows + row) * (stats * bins) as usize + id as usize;
+        let mut dsums = grad[slot];
+        if comptime!(squares) {
+            dsums += grad[slot + 2 * bins as usize] * 2.0 * p;
+        }
+        let mut dce = 0.0f32;
+        if comptime!(with_ce) {
+            dce = grad[slot + (ce_at * bins) as usize];
+        }
+        g += gradient(dsums, dce, p, target, logits);
     }
-    let mut dce = 0.0f32;
-    if comptime!(with_ce) {
-        dce = grad[slot + (ce_at * bins) as usize];
-    }
-    let g = gradient(dsums, dce, p, target, logits);
     dx[at] = F::cast_from(g);
 }

@@ -64,13 +64,14 @@ pub(crate) use crate::backend::id_range;
 /// ```
 #[backend_extension(Flex: cfg(feature = "flex"), Cube: cfg(feature = "cube"), Fusion: cfg(feature = "cube"), Autodiff)]
 pub trait InstanceSumsBackend: Backend {
-    /// The sums, `[rows, statistics, bins]`, from outputs `x` `[rows, voxels]` and bin indices
-    /// `ids` `[rows, voxels]`, each in `0..spec.bins`. `f64` on flex, `f32` on the cube backend.
+    /// The sums, `[maps * rows, statistics, bins]`, from outputs `x` `[rows, voxels]` and bin
+    /// indices `ids` `[maps * rows, voxels]` (`maps` = [`spec.maps`](InstanceSumsSpec::maps)),
+    /// each in `0..spec.bins`. `f64` on flex, `f32` on the cube backend.
     #[fusion(dtype = burn::tensor::DType::F32, shape = spec.output_shape(x))]
     fn instance_sums(x: FloatTensor<Self>, ids: IntTensor<Self>, spec: InstanceSumsSpec) -> FloatTensor<Self>;
 
     /// The gradient with respect to `x` (in `x`'s dtype) of a scalar whose gradient with respect
-    /// to the sums is `grad` (`[rows, statistics, bins]`).
+    /// to the sums is `grad` (`[maps * rows, statistics, bins]`).
     #[fusion(dtype = x, shape = x)]
     fn instance_sums_backward(
         grad: FloatTensor<Self>,
@@ -85,15 +86,17 @@ pub trait InstanceSumsBackend: Backend {
 /// - `values`: `[rows, voxels]` logits ([`SumInput::Logits`]) or probabilities
 ///   ([`SumInput::Probabilities`]), any float dtype.
 /// - `ids`: `[rows, voxels]` bin indices in `0..spec.bins` (0 is the background: its voxels
-///   have target 0, every other bin's target 1).
+///   have target 0, every other bin's target 1); `[maps * rows, voxels]` with
+///   [`spec.maps`](InstanceSumsSpec::maps) maps.
 ///
-/// Returns `[rows, spec.statistics(), spec.bins]`, statistics in the order of [`Statistic`]:
+/// Returns `[spec.maps * rows, spec.statistics(), spec.bins]`, statistics in the order of [`Statistic`]:
 /// `f64` on flex, `f32` on GPU backends. One host read (the smallest and largest id) checks
 /// the ids first.
 ///
 /// # Errors
-/// [`Error::ShapeMismatch`] when the shapes differ, [`Error::NegativeInstanceId`] and
-/// [`Error::InvalidArgument`] for ids outside `0..spec.bins`.
+/// [`Error::ShapeMismatch`] when `ids` is not `[maps * rows, voxels]`,
+/// [`Error::NegativeInstanceId`] and [`Error::InvalidArgument`] for ids outside `0..spec.bins`
+/// or no map.
 ///
 /// # Example
 /// ```
@@ -117,10 +120,15 @@ pub trait InstanceSumsBackend: Backend {
 /// # Ok::<(), blob_loss::Error>(())
 /// ```
 pub fn instance_sums(values: Tensor<2>, ids: Tensor<2, Int>, spec: InstanceSumsSpec) -> Result<Tensor<3>, Error> {
-    if ids.dims() != values.dims() {
+    if spec.maps == 0 {
+        return Err(Error::InvalidArgument("the sums need at least one bin map (spec.maps is 0)".into()));
+    }
+    let [rows, voxels] = values.dims();
+    let expected = [rows * spec.maps, voxels];
+    if ids.dims() != expected {
         return Err(Error::ShapeMismatch {
-            what: "ids vs values",
-            expected: values.dims().to_vec(),
+            what: "ids vs values (maps x rows, voxels)",
+            expected: expected.to_vec(),
             found: ids.dims().to_vec(),
         });
     }

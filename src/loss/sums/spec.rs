@@ -81,6 +81,12 @@ pub struct InstanceSumsSpec {
     /// its voxels (most of a volume) without computing their probabilities. For terms that
     /// need only the other bins (the false-positive components).
     pub skip_background: bool,
+    /// The number of bin maps (at least 1): `ids` is `[maps * rows, voxels]`, map `m` in rows
+    /// `m * rows..(m + 1) * rows`, and the sums `[maps * rows, statistics, bins]` in the same
+    /// order. Each voxel's probability (and the shared part of its cross-entropy) is computed
+    /// once and added into its bin of every map, the cross-entropy against its target in that
+    /// map: two partitions of the same outputs (BiCC's two branches) in one pass.
+    pub maps: usize,
 }
 
 /// The most `f32` accumulators one buffer of a GPU pass holds (the cube kernel: rows x chunks x
@@ -91,7 +97,36 @@ pub(crate) const MAX_F32_CHUNK_BINS: usize = 1 << 24;
 impl InstanceSumsSpec {
     /// Probability and count sums only, for `bins` bins.
     pub fn new(input: SumInput, bins: usize) -> Self {
-        Self { input, squares: false, cross_entropy: false, bins, foreground_end: None, skip_background: false }
+        Self {
+            input,
+            squares: false,
+            cross_entropy: false,
+            bins,
+            foreground_end: None,
+            skip_background: false,
+            maps: 1,
+        }
+    }
+
+    /// With `maps` bin maps (see [`maps`](Self::maps)).
+    ///
+    /// # Example
+    /// ```
+    /// use blob_loss::loss::sums::{instance_sums, InstanceSumsSpec, SumInput};
+    /// use burn::tensor::{Device, Int, Tensor};
+    ///
+    /// let device = Device::flex();
+    /// let p = Tensor::<2>::from_floats([[0.5, 1.0, 0.25]], &device);
+    /// // Two partitions of the same row: bins [0, 1, 1] and [1, 1, 0].
+    /// let ids = Tensor::<2, Int>::from_ints([[0, 1, 1], [1, 1, 0]], &device);
+    /// let spec = InstanceSumsSpec::new(SumInput::Probabilities, 2).with_maps(2);
+    /// let sums: Vec<f64> = instance_sums(p, ids, spec)?.into_data().convert::<f64>().try_to_vec().unwrap();
+    /// // [maps * rows, statistics, bins]: map 0's p and count sums, then map 1's.
+    /// assert_eq!(sums, [0.5, 1.25, 1.0, 2.0, 0.25, 1.5, 1.0, 2.0]);
+    /// # Ok::<(), blob_loss::Error>(())
+    /// ```
+    pub fn with_maps(self, maps: usize) -> Self {
+        Self { maps, ..self }
     }
 
     /// With or without bin 0 (see [`skip_background`](Self::skip_background)).
@@ -138,7 +173,7 @@ impl InstanceSumsSpec {
     /// The shape of the sums for outputs of shape `x` (`[rows, voxels]`), for kernel fusion.
     #[cfg(feature = "cube")]
     pub(crate) fn output_shape(&self, x: &burn::tensor::Shape) -> burn::tensor::Shape {
-        burn::tensor::Shape::new([x[0], self.statistics(), self.bins])
+        burn::tensor::Shape::new([x[0] * self.maps, self.statistics(), self.bins])
     }
 
     /// Where a statistic sits along the output's axis 1, if computed.

@@ -19,6 +19,8 @@ use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::{FloatTensorOps, IntTensorOps};
 use burn::backend::{Bytes, Flex};
 use burn::tensor::{DType, FloatDType, IntDType, Shape};
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::InstanceSumsBackend;
@@ -42,7 +44,7 @@ impl InstanceSumsBackend for Flex {
             Values::F32(x) => ids.sums(spec, x, rows),
             Values::F64(x) => ids.sums(spec, x, rows),
         });
-        let shape = Shape::new([rows, spec.statistics(), spec.bins]);
+        let shape = Shape::new([spec.maps * rows, spec.statistics(), spec.bins]);
         FlexTensor::new(Bytes::from_elems(sums), Layout::contiguous(shape), DType::F64)
     }
 
@@ -137,7 +139,7 @@ fn uniform<I: HostId>(ids: &[I; BLOCK]) -> Option<usize> {
 ///
 /// `LOGITS` says whether the inputs are logits ([`SumInput::Logits`]) or probabilities: a
 /// compile-time parameter, so that the loops over voxels have no branch on it and vectorise.
-trait Real: Copy + Send + Sync + 'static {
+trait Real: Copy + Send + Sync + 'static + std::ops::Add<Output = Self> {
     fn to_f64(self) -> f64;
     fn from_f64(value: f64) -> Self;
     /// The probability of an input.
@@ -148,8 +150,8 @@ trait Real: Copy + Send + Sync + 'static {
     fn softplus_tail(self) -> Self;
     /// A logit's cross-entropy from its [`softplus_tail`](Real::softplus_tail).
     fn logit_cross_entropy_with_tail(self, tail: Self, target: bool) -> Self;
-    /// The gradient of one voxel from its input and its bin's gradients.
-    fn voxel_gradient<const LOGITS: bool>(self, target: bool, g: &BinGradient<Self>) -> Self;
+    /// The gradient of one voxel from its input and the upstream gradients gathered for it.
+    fn voxel_gradient<const LOGITS: bool>(self, g: &VoxelGradient<Self>) -> Self;
 }
 
 /// The upstream gradients of one bin, in the type of the voxels.
@@ -158,6 +160,17 @@ struct BinGradient<R> {
     p: R,
     p2: R,
     ce: R,
+}
+
+/// The upstream gradients of one voxel, summed over its bins in every map: of its `p` and `p^2`
+/// sums, and of its cross-entropy where its bin's target is 1 (`ce_target`) and where it is 0
+/// (`ce_other`).
+#[derive(Clone, Copy, Debug)]
+struct VoxelGradient<R> {
+    p: R,
+    p2: R,
+    ce_target: R,
+    ce_other: R,
 }
 
 macro_rules! real {
@@ -195,18 +208,17 @@ macro_rules! real {
 
             /// Logits: `dp/dx = p (1 - p)` and `d(cross-entropy)/dx = p - t`. Probabilities:
             /// `dp/dx = 1` and `d(-ln q)/dp = -1/q` (target 1) or `1/(1 - p)` (target 0), taken at
-            /// the clamped `q`.
+            /// the clamped `q`. Both targets' terms, without a select (one of them is 0 for a
+            /// voxel of one map).
             #[inline(always)]
-            fn voxel_gradient<const LOGITS: bool>(self, target: bool, g: &BinGradient<Self>) -> Self {
+            fn voxel_gradient<const LOGITS: bool>(self, g: &VoxelGradient<Self>) -> Self {
                 let p = self.probability::<LOGITS>();
                 let dsums = g.p + g.p2 * 2.0 * p;
                 if LOGITS {
-                    let t: $t = if target { 1.0 } else { 0.0 };
-                    dsums * p * (1.0 - p) + g.ce * (p - t)
+                    dsums * p * (1.0 - p) + (g.ce_target * (p - 1.0) + g.ce_other * p)
                 } else {
                     let floor = PROBABILITY_FLOOR as $t;
-                    let dce = if target { -1.0 / p.max(floor) } else { 1.0 / (1.0 - p).max(floor) };
-                    dsums + g.ce * dce
+                    dsums + g.ce_target * (-1.0 / p.max(floor)) + g.ce_other * (1.0 / (1.0 - p).max(floor))
                 }
             }
         }
@@ -243,7 +255,13 @@ fn task_len(bins: usize) -> usize {
     TASK_VOXELS.max(bins)
 }
 
-/// The sums, `[rows, statistics, bins]` row-major, of `x` and `ids` (`[rows, voxels]`).
+/// The ids of every map for voxels `range` of row `row` (`ids`: `[maps * rows, voxels]`).
+fn map_ids<I>(ids: &[I], maps: usize, rows: usize, voxels: usize, row: usize, range: Range<usize>) -> Vec<&[I]> {
+    (0..maps).map(|m| &ids[(m * rows + row) * voxels..][range.clone()]).collect()
+}
+
+/// The sums, `[maps * rows, statistics, bins]` row-major, of `x` (`[rows, voxels]`) and `ids`
+/// (`[maps * rows, voxels]`).
 fn sums<R: Real, I: HostId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], rows: usize) -> Vec<f64> {
     match spec.input {
         SumInput::Logits => sums_of::<true, R, I>(spec, x, ids, rows),
@@ -262,40 +280,46 @@ fn sums_of<const LOGITS: bool, R: Real, I: HostId>(
     let len = task_len(spec.bins);
     let parts: Vec<(usize, Vec<f64>)> = x
         .par_chunks(voxels)
-        .zip(ids.par_chunks(voxels))
         .enumerate()
-        .flat_map(|(row, (x, ids))| {
-            x.par_chunks(len).zip(ids.par_chunks(len)).map(move |(x, ids)| {
+        .flat_map(|(row, x)| {
+            x.par_chunks(len).enumerate().map(move |(task, x)| {
+                let ids = map_ids(ids, spec.maps, rows, voxels, row, task * len..task * len + x.len());
                 (
                     row,
                     vectorised(
                         #[inline(always)]
-                        || sum_task::<LOGITS, R, I>(spec, x, ids),
+                        || sum_task::<LOGITS, R, I>(spec, x, &ids),
                     ),
                 )
             })
         })
         .collect();
-    let mut all = vec![0f64; rows * per_row];
+    let mut all = vec![0f64; spec.maps * rows * per_row];
     for (row, part) in parts {
-        all[row * per_row..(row + 1) * per_row].iter_mut().zip(part).for_each(|(a, b)| *a += b);
+        for (m, part) in part.chunks(per_row).enumerate() {
+            let at = (m * rows + row) * per_row;
+            all[at..at + per_row].iter_mut().zip(part).for_each(|(a, b)| *a += b);
+        }
     }
     all
 }
 
-/// `[statistic][bin]` sums of a stretch of one row (one task of [`sums`]).
+/// `[map][statistic][bin]` sums of a stretch of one row (one task of [`sums`]), `ids` the
+/// stretch's ids in every map.
 #[inline(always)]
-fn sum_task<const LOGITS: bool, R: Real, I: HostId>(spec: InstanceSumsSpec, x: &[R], ids: &[I]) -> Vec<f64> {
+fn sum_task<const LOGITS: bool, R: Real, I: HostId>(spec: InstanceSumsSpec, x: &[R], ids: &[&[I]]) -> Vec<f64> {
     let bins = spec.bins;
-    // Where each statistic's bins start in `acc`.
+    let per_map = bins * spec.statistics();
+    // Where each statistic's bins start in a map's part of `acc`.
     let at = |s: Statistic| spec.index(s).map(|i| i * bins);
     let offsets = Offsets {
         count: at(Statistic::Count).expect("always summed"),
         square: at(Statistic::Square),
         ce: at(Statistic::CrossEntropy),
     };
-    let mut acc = vec![0f64; bins * spec.statistics()];
-    // One voxel's probability and cross-entropy (when summed) into its bin.
+    let with_ce = offsets.ce.is_some();
+    let mut acc = vec![0f64; per_map * ids.len()];
+    // One voxel's probability and cross-entropy (when summed) into its bin of one map.
     let add = |acc: &mut [f64], p: R, ce: R, id: I| {
         let (b, p) = (id.bin(), p.to_f64());
         if spec.skip_background && b == 0 {
@@ -311,75 +335,93 @@ fn sum_task<const LOGITS: bool, R: Real, I: HostId>(spec: InstanceSumsSpec, x: &
         }
     };
     let zero = R::from_f64(0.0);
+    // The cross-entropies of a block against `targets`, from the shared tails (logits).
+    let block_ce = |x: &[R; BLOCK], tails: &[R; BLOCK], targets: [bool; BLOCK]| {
+        let mut ce = [zero; BLOCK];
+        if LOGITS {
+            for (((ce, &x), &tail), target) in ce.iter_mut().zip(x).zip(tails).zip(targets) {
+                *ce = x.logit_cross_entropy_with_tail(tail, target);
+            }
+        } else {
+            for ((ce, &x), target) in ce.iter_mut().zip(x).zip(targets) {
+                *ce = x.cross_entropy::<LOGITS>(target);
+            }
+        }
+        ce
+    };
     let (blocks, tail) = x.as_chunks::<BLOCK>();
-    let (id_blocks, id_tail) = ids.as_chunks::<BLOCK>();
-    // The background's lanes, and those of the other bin the last uniform blocks fell in.
-    let mut background = Lanes::default();
-    let mut lanes = Lanes::default();
-    for (x, ids) in blocks.iter().zip(id_blocks) {
-        if spec.skip_background && all_background(ids) {
+    let id_blocks: Vec<&[[I; BLOCK]]> = ids.iter().map(|ids| ids.as_chunks::<BLOCK>().0).collect();
+    // Per map: the background's lanes, and those of the other bin the last uniform blocks fell in.
+    let mut background = vec![Lanes::default(); ids.len()];
+    let mut lanes = vec![Lanes::default(); ids.len()];
+    for (i, x) in blocks.iter().enumerate() {
+        if spec.skip_background && id_blocks.iter().all(|blocks| all_background(&blocks[i])) {
             continue;
         }
-        // Plain loops over the lanes, without bins, that the compiler vectorises.
-        let mut p = [R::from_f64(0.0); BLOCK];
+        // Plain loops over the lanes, without bins, that the compiler vectorises; the
+        // probabilities and the costly part of the cross-entropy once for every map.
+        let mut p = [zero; BLOCK];
         for (p, &x) in p.iter_mut().zip(x) {
             *p = x.probability::<LOGITS>();
         }
-        if all_background(ids) {
-            background.count += BLOCK;
-            add_lanes(&mut background.sums, x, p, offsets, |x: R| x.cross_entropy::<LOGITS>(false));
-        } else if let Some(bin) = uniform(ids) {
-            if bin != lanes.bin {
-                lanes.flush(&mut acc, offsets);
-                lanes.bin = bin;
+        let mut tails = [zero; BLOCK];
+        if with_ce && LOGITS {
+            for (tail, &x) in tails.iter_mut().zip(x) {
+                *tail = x.softplus_tail();
             }
-            lanes.count += BLOCK;
-            let target = spec.target(bin);
-            add_lanes(&mut lanes.sums, x, p, offsets, |x: R| x.cross_entropy::<LOGITS>(target));
-        } else {
-            // A block across bins: the cross-entropies against each voxel's target in one
-            // vectorised loop too, then voxel by voxel into the bins.
-            let mut ce = [zero; BLOCK];
-            if offsets.ce.is_some() {
-                let targets = ids.map(|id| spec.target(id.bin()));
-                if LOGITS {
-                    // The costly part, the same for both targets, apart: its loop has no select.
-                    let mut tails = [zero; BLOCK];
-                    for (tail, &x) in tails.iter_mut().zip(x) {
-                        *tail = x.softplus_tail();
-                    }
-                    for (((ce, &x), tail), target) in ce.iter_mut().zip(x).zip(tails).zip(targets) {
-                        *ce = x.logit_cross_entropy_with_tail(tail, target);
-                    }
-                } else {
-                    for ((ce, &x), target) in ce.iter_mut().zip(x).zip(targets) {
-                        *ce = x.cross_entropy::<LOGITS>(target);
-                    }
+        }
+        for (m, blocks) in id_blocks.iter().enumerate() {
+            let ids = &blocks[i];
+            let acc = &mut acc[m * per_map..(m + 1) * per_map];
+            if all_background(ids) {
+                if !spec.skip_background {
+                    background[m].count += BLOCK;
+                    add_lanes(
+                        &mut background[m].sums,
+                        p,
+                        with_ce.then(|| block_ce(x, &tails, [false; BLOCK])),
+                        offsets,
+                    );
                 }
-            }
-            for ((p, ce), &id) in p.into_iter().zip(ce).zip(ids) {
-                add(&mut acc, p, ce, id);
+            } else if let Some(bin) = uniform(ids) {
+                let lanes = &mut lanes[m];
+                if bin != lanes.bin {
+                    lanes.flush(acc, offsets);
+                    lanes.bin = bin;
+                }
+                lanes.count += BLOCK;
+                let ce = with_ce.then(|| block_ce(x, &tails, [spec.target(bin); BLOCK]));
+                add_lanes(&mut lanes.sums, p, ce, offsets);
+            } else {
+                // A block across bins: the cross-entropies against each voxel's target in one
+                // vectorised loop too, then voxel by voxel into the bins.
+                let ce = if with_ce { block_ce(x, &tails, ids.map(|id| spec.target(id.bin()))) } else { [zero; BLOCK] };
+                for ((p, ce), &id) in p.into_iter().zip(ce).zip(ids) {
+                    add(acc, p, ce, id);
+                }
             }
         }
     }
-    for (&x, &id) in tail.iter().zip(id_tail) {
-        let ce = if offsets.ce.is_some() { x.cross_entropy::<LOGITS>(spec.target(id.bin())) } else { zero };
-        add(&mut acc, x.probability::<LOGITS>(), ce, id);
+    let done = blocks.len() * BLOCK;
+    for (k, &x) in tail.iter().enumerate() {
+        let p = x.probability::<LOGITS>();
+        for (m, ids) in ids.iter().enumerate() {
+            let id = ids[done + k];
+            let ce = if with_ce { x.cross_entropy::<LOGITS>(spec.target(id.bin())) } else { zero };
+            add(&mut acc[m * per_map..(m + 1) * per_map], p, ce, id);
+        }
     }
-    lanes.flush(&mut acc, offsets);
-    background.flush(&mut acc, offsets);
+    for (m, (lanes, background)) in lanes.iter_mut().zip(&mut background).enumerate() {
+        let acc = &mut acc[m * per_map..(m + 1) * per_map];
+        lanes.flush(acc, offsets);
+        background.flush(acc, offsets);
+    }
     acc
 }
 
 /// Adds a block's p, p^2 and cross-entropy (when summed) to lanes.
 #[inline(always)]
-fn add_lanes<R: Real>(
-    lanes: &mut [[f64; BLOCK]; 3],
-    x: &[R; BLOCK],
-    p: [R; BLOCK],
-    offsets: Offsets,
-    cross_entropy: impl Fn(R) -> R,
-) {
+fn add_lanes<R: Real>(lanes: &mut [[f64; BLOCK]; 3], p: [R; BLOCK], ce: Option<[R; BLOCK]>, offsets: Offsets) {
     for (lane, p) in lanes[0].iter_mut().zip(p) {
         *lane += p.to_f64();
     }
@@ -388,12 +430,7 @@ fn add_lanes<R: Real>(
             *lane += p.to_f64() * p.to_f64();
         }
     }
-    if offsets.ce.is_some() {
-        // In the inputs' type first (one vectorised loop, like the probabilities), then added.
-        let mut ce = [R::from_f64(0.0); BLOCK];
-        for (ce, &x) in ce.iter_mut().zip(x) {
-            *ce = cross_entropy(x);
-        }
+    if let Some(ce) = ce {
         for (lane, ce) in lanes[2].iter_mut().zip(ce) {
             *lane += ce.to_f64();
         }
@@ -409,7 +446,7 @@ struct Offsets {
 }
 
 /// The sums of blocks that fall in one bin, in lanes.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Lanes {
     /// p, p^2 and cross-entropy lanes.
     sums: [[f64; BLOCK]; 3],
@@ -438,8 +475,8 @@ impl Lanes {
     }
 }
 
-/// The gradient with respect to `x` of a scalar whose gradient with respect to the sums is
-/// `grad` (`[rows, statistics, bins]`).
+/// The gradient with respect to `x` (`[rows, voxels]`) of a scalar whose gradient with respect
+/// to the sums is `grad` (`[maps * rows, statistics, bins]`).
 fn gradient<R: Real, I: HostId>(spec: InstanceSumsSpec, x: &[R], ids: &[I], grad: &[f64], rows: usize) -> Vec<R> {
     match spec.input {
         SumInput::Logits => gradient_of::<true, R, I>(spec, x, ids, grad, rows),
@@ -461,36 +498,40 @@ fn gradient_of<const LOGITS: bool, R: Real, I: HostId>(
     let (square, ce) = (spec.index(Statistic::Square), spec.index(Statistic::CrossEntropy));
     let len = task_len(bins);
     let mut out = vec![R::from_f64(0.0); x.len()];
-    out.par_chunks_mut(voxels).zip(x.par_chunks(voxels).zip(ids.par_chunks(voxels))).enumerate().for_each(
-        |(row, (out, (x, ids)))| {
-            // Bin 0 left out: zero upstream gradients give its voxels a zero gradient.
-            let left_out = |b: usize| spec.skip_background && b == 0;
-            let bin_grads: Vec<BinGradient<R>> = (0..bins)
-                .map(|b| {
-                    let value = |s: Option<usize>| R::from_f64(if left_out(b) { 0.0 } else { stat(s, row, b) });
-                    BinGradient { p: value(Some(0)), p2: value(square), ce: value(ce) }
-                })
-                .collect();
-            out.par_chunks_mut(len).zip(x.par_chunks(len).zip(ids.par_chunks(len))).for_each(|(out, (x, ids))| {
-                vectorised(
-                    #[inline(always)]
-                    || gradient_task::<LOGITS, R, I>(spec, out, x, ids, &bin_grads),
-                )
-            });
-        },
-    );
+    out.par_chunks_mut(voxels).zip(x.par_chunks(voxels)).enumerate().for_each(|(row, (out, x))| {
+        // Bin 0 left out: zero upstream gradients give its voxels a zero gradient.
+        let left_out = |b: usize| spec.skip_background && b == 0;
+        let bin_grads: Vec<Vec<BinGradient<R>>> = (0..spec.maps)
+            .map(|m| {
+                (0..bins)
+                    .map(|b| {
+                        let value =
+                            |s: Option<usize>| R::from_f64(if left_out(b) { 0.0 } else { stat(s, m * rows + row, b) });
+                        BinGradient { p: value(Some(0)), p2: value(square), ce: value(ce) }
+                    })
+                    .collect()
+            })
+            .collect();
+        out.par_chunks_mut(len).zip(x.par_chunks(len)).enumerate().for_each(|(task, (out, x))| {
+            let ids = map_ids(ids, spec.maps, rows, voxels, row, task * len..task * len + x.len());
+            vectorised(
+                #[inline(always)]
+                || gradient_task::<LOGITS, R, I>(spec, out, x, &ids, &bin_grads),
+            )
+        });
+    });
     out
 }
 
-/// The gradient of a stretch of one row from the bin gradients of that row (one task of
-/// [`gradient`]), with the gathers of the statistics summed only.
+/// The gradient of a stretch of one row from the bin gradients of that row in every map (one
+/// task of [`gradient`]), with the gathers of the statistics summed only.
 #[inline(always)]
 fn gradient_task<const LOGITS: bool, R: Real, I: HostId>(
     spec: InstanceSumsSpec,
     out: &mut [R],
     x: &[R],
-    ids: &[I],
-    bin_grads: &[BinGradient<R>],
+    ids: &[&[I]],
+    bin_grads: &[Vec<BinGradient<R>>],
 ) {
     match (spec.squares, spec.cross_entropy) {
         (false, false) => gradient_span::<LOGITS, false, false, R, I>(spec, out, x, ids, bin_grads),
@@ -507,43 +548,60 @@ fn gradient_span<const LOGITS: bool, const SQUARES: bool, const CROSS_ENTROPY: b
     spec: InstanceSumsSpec,
     out: &mut [R],
     x: &[R],
-    ids: &[I],
-    bin_grads: &[BinGradient<R>],
+    ids: &[&[I]],
+    bin_grads: &[Vec<BinGradient<R>>],
 ) {
-    let background = bin_grads[0];
-    // Each span: all background in one loop; otherwise every voxel's bin values gathered first
-    // (scalar loads), then one loop over the span. Loops of `SPAN` voxels vectorise (loops over
-    // a block of 8 do not: too short for the vectoriser).
     let zero = R::from_f64(0.0);
-    let (mut gp, mut gp2, mut gce) = ([zero; SPAN], [zero; SPAN], [zero; SPAN]);
-    let mut targets = [false; SPAN];
-    for ((out, x), ids) in out.chunks_mut(SPAN).zip(x.chunks(SPAN)).zip(ids.chunks(SPAN)) {
-        if all_background(ids) {
+    // A voxel in bin 0 of every map: target 0 everywhere, so its gradient is that of the summed
+    // bin-0 gradients.
+    let background =
+        bin_grads.iter().map(|g| g[0]).reduce(|a, b| BinGradient { p: a.p + b.p, p2: a.p2 + b.p2, ce: a.ce + b.ce });
+    let background = background.map_or(VoxelGradient { p: zero, p2: zero, ce_target: zero, ce_other: zero }, |g| {
+        VoxelGradient { p: g.p, p2: g.p2, ce_target: zero, ce_other: g.ce }
+    });
+    // Each span: all background in one loop; otherwise every voxel's bin values gathered first
+    // (scalar loads, map after map), then one loop over the span. Loops of `SPAN` voxels
+    // vectorise (loops over a block of 8 do not: too short for the vectoriser).
+    let (mut gp, mut gp2, mut target, mut other) = ([zero; SPAN], [zero; SPAN], [zero; SPAN], [zero; SPAN]);
+    for (span, (out, x)) in out.chunks_mut(SPAN).zip(x.chunks(SPAN)).enumerate() {
+        let voxels = span * SPAN..span * SPAN + x.len();
+        if ids.iter().all(|ids| all_background(&ids[voxels.clone()])) {
             if spec.skip_background {
                 out.fill(zero);
             } else {
                 for (out, &x) in out.iter_mut().zip(x) {
-                    *out = x.voxel_gradient::<LOGITS>(false, &background);
+                    *out = x.voxel_gradient::<LOGITS>(&background);
                 }
             }
             continue;
         }
-        // The statistics not summed keep their zero gradients (and the targets, which only the
-        // cross-entropy reads, their default).
-        for (k, &id) in ids.iter().enumerate() {
-            let g = &bin_grads[id.bin()];
-            gp[k] = g.p;
-            if SQUARES {
-                gp2[k] = g.p2;
-            }
-            if CROSS_ENTROPY {
-                (targets[k], gce[k]) = (spec.target(id.bin()), g.ce);
+        // The statistics not summed keep their zero gradients.
+        for (m, ids) in ids.iter().enumerate() {
+            for (k, &id) in ids[voxels.clone()].iter().enumerate() {
+                let g = &bin_grads[m][id.bin()];
+                let (ce_target, ce_other) = match (CROSS_ENTROPY, spec.target(id.bin())) {
+                    (false, _) => (zero, zero),
+                    (true, true) => (g.ce, zero),
+                    (true, false) => (zero, g.ce),
+                };
+                if m == 0 {
+                    (gp[k], gp2[k], target[k], other[k]) =
+                        (g.p, if SQUARES { g.p2 } else { zero }, ce_target, ce_other);
+                } else {
+                    gp[k] = gp[k] + g.p;
+                    if SQUARES {
+                        gp2[k] = gp2[k] + g.p2;
+                    }
+                    if CROSS_ENTROPY {
+                        (target[k], other[k]) = (target[k] + ce_target, other[k] + ce_other);
+                    }
+                }
             }
         }
-        let n = ids.len();
-        let lanes = out.iter_mut().zip(x).zip(&targets[..n]).zip(&gp[..n]).zip(&gp2[..n]).zip(&gce[..n]);
-        for (((((out, &x), &target), &p), &p2), &ce) in lanes {
-            *out = x.voxel_gradient::<LOGITS>(target, &BinGradient { p, p2, ce });
+        let n = x.len();
+        let lanes = out.iter_mut().zip(x).zip(&gp[..n]).zip(&gp2[..n]).zip(&target[..n]).zip(&other[..n]);
+        for (((((out, &x), &p), &p2), &ce_target), &ce_other) in lanes {
+            *out = x.voxel_gradient::<LOGITS>(&VoxelGradient { p, p2, ce_target, ce_other });
         }
     }
 }
@@ -685,6 +743,48 @@ mod tests {
                         let tolerance = 1e-4 * e32.abs().max(1.0);
                         assert!((f64::from(g32[i]) - e32).abs() <= tolerance, "f32 gradient[{i}]: {} vs {e32}", g32[i]);
                     }
+                }
+            }
+        }
+    }
+
+    /// Two maps in one pass: each map's sums are those of its own pass, to the bit (the
+    /// probabilities and cross-entropies are the same operations), and the gradient is the sum
+    /// of the two passes' gradients.
+    #[test]
+    fn maps_share_one_pass() {
+        let mut rng = SmallRng::seed_from_u64(11);
+        for (rows, voxels) in [(2, TASK_VOXELS + 13), (1, 7), (3, 2 * SPAN + 5)] {
+            for input in [SumInput::Logits, SumInput::Probabilities] {
+                let (x, a) = inputs(&mut rng, rows, voxels, 9, input);
+                let (_, b) = inputs(&mut rng, rows, voxels, 9, input);
+                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                let both: Vec<i64> = a.iter().chain(&b).copied().collect();
+                for (squares, ce, split, skip) in
+                    [(false, false, false, false), (true, true, true, false), (true, true, false, true)]
+                {
+                    let one = InstanceSumsSpec::new(input, 10)
+                        .with_squares(squares)
+                        .with_cross_entropy(ce)
+                        .with_skip_background(skip);
+                    let one = if split { one.with_foreground_end(6) } else { one };
+                    let two = one.with_maps(2);
+                    let separate = [sums(one, &x, &a, rows), sums(one, &x, &b, rows)].concat();
+                    assert_eq!(sums(two, &x, &both, rows), separate, "f64 sums");
+                    let separate = [sums(one, &x32, &a, rows), sums(one, &x32, &b, rows)].concat();
+                    assert_eq!(sums(two, &x32, &both, rows), separate, "f32 sums");
+
+                    let half = rows * one.statistics() * one.bins;
+                    let grad: Vec<f64> = (0..2 * half).map(|i| (i as f64 * 0.37).cos()).collect();
+                    let (ga, gb) =
+                        (gradient(one, &x, &a, &grad[..half], rows), gradient(one, &x, &b, &grad[half..], rows));
+                    let expected: Vec<f64> = ga.iter().zip(&gb).map(|(a, b)| a + b).collect();
+                    assert_close(&gradient(two, &x, &both, &grad, rows), &expected, 1e-12, "f64 gradient");
+                    let (ga, gb) =
+                        (gradient(one, &x32, &a, &grad[..half], rows), gradient(one, &x32, &b, &grad[half..], rows));
+                    let expected: Vec<f64> = ga.iter().zip(&gb).map(|(a, b)| f64::from(a + b)).collect();
+                    let found: Vec<f64> = gradient(two, &x32, &both, &grad, rows).into_iter().map(f64::from).collect();
+                    assert_close(&found, &expected, 1e-5, "f32 gradient");
                 }
             }
         }
