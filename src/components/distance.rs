@@ -173,48 +173,46 @@ where
     // The axes still to pass, from the last to the first.
     let mut axes = shape.len();
     if schedule == Schedule::PlaneByPlane && shape.len() >= 2 && !values.is_empty() {
-        let [height, width] = [shape[axes - 2], shape[axes - 1]];
-        let [weight_y, weight_x] = [weights[axes - 2], weights[axes - 1]];
-        let plane = height * width;
+        let plane = [shape[axes - 2], shape[axes - 1]];
+        let voxels = plane[0] * plane[1];
+        let weights = [weights[axes - 2], weights[axes - 1]];
         let task = |tile: &mut Tile<INDICES, F>, (p, (squared, nearest)): (usize, (&mut [f64], &mut [F]))| {
-            let offset = p * plane;
-            init(&values[offset..offset + plane], background, offset, squared, nearest);
-            for (row, s) in squared.chunks_mut(width).enumerate() {
-                let n = if INDICES { &mut nearest[row * width..(row + 1) * width] } else { &mut [][..] };
-                nearest_on_line::<INDICES, F>(s, n, weight_x);
-            }
-            let squared = ArrayViewMut2::from_shape((height, width), squared).expect("a plane");
-            let nearest = INDICES.then(|| ArrayViewMut2::from_shape((height, width), nearest).expect("a plane"));
-            envelopes(tile, squared, nearest, weight_y, &order);
+            let offset = p * voxels;
+            let values = &values[offset..offset + voxels];
+            let name = |y: usize, x: usize| F::from_index(offset + y * plane[1] + x);
+            plane_passes(values, background, plane, weights, name, squared, nearest, tile, &order);
         };
-        let planes = squared.par_chunks_mut(plane);
+        let planes = squared.par_chunks_mut(voxels);
         if INDICES {
-            planes.zip(nearest.par_chunks_mut(plane)).enumerate().for_each_init(|| Tile::new(height), task);
+            planes.zip(nearest.par_chunks_mut(voxels)).enumerate().for_each_init(|| Tile::new(plane[0]), task);
         } else {
-            planes.map(|s| (s, &mut [][..])).enumerate().for_each_init(|| Tile::new(height), task);
+            planes.map(|s| (s, &mut [][..])).enumerate().for_each_init(|| Tile::new(plane[0]), task);
         }
         axes -= 2;
-    } else if let Some(&weight) = weights.last() {
-        // The last axis first (contiguous lines, binary input).
-        let len = shape[axes - 1];
+    } else {
+        // The last axis first (contiguous lines, binary input); a 0-dimensional mask is one
+        // line of one voxel.
+        let (len, weight) = (shape.last().copied().unwrap_or(1), weights.last().copied().unwrap_or(1.0));
         if len > 0 {
             let lines = squared.par_chunks_mut(len).zip(values.par_chunks(len)).enumerate();
             if INDICES {
                 lines.zip(nearest.par_chunks_mut(len)).for_each(|((line, (s, v)), n)| {
-                    init(v, background, line * len, s, n);
-                    nearest_on_line::<INDICES, F>(s, n, weight);
+                    nearest_on_row::<INDICES, F, A>(v, background, |q| F::from_index(line * len + q), s, n, weight);
                 });
             } else {
                 lines.for_each(|(line, (s, v))| {
-                    init::<A, F>(v, background, line * len, s, &mut []);
-                    nearest_on_line::<INDICES, F>(s, &mut [], weight);
+                    nearest_on_row::<INDICES, F, A>(
+                        v,
+                        background,
+                        |q| F::from_index(line * len + q),
+                        s,
+                        &mut [],
+                        weight,
+                    );
                 });
             }
         }
-        axes -= 1;
-    } else {
-        // No axis (a 0-dimensional mask): the voxel is its own nearest or has none.
-        init(values, background, 0, &mut squared, &mut nearest);
+        axes = axes.saturating_sub(1);
     }
     for axis in (0..axes).rev() {
         pass::<INDICES, F>(&mut squared, &mut nearest, &shape, axis, weights[axis], &order);
@@ -222,21 +220,34 @@ where
     Ok((squared, nearest))
 }
 
-/// The start of every pass: 0 on the foreground, infinity elsewhere, and each foreground voxel
-/// its own nearest (`offset`: the row-major index of `values[0]`; `nearest` empty: no indices).
-fn init<A: PartialEq + Copy, F: Feature>(
+/// Both passes within one plane (the last two axes, `[height, width]`) while it is in cache:
+/// the nearest foreground voxel on every row, then the envelopes along the columns. `name(y,
+/// x)` names the plane's voxel `[y, x]` as a feature, `order` settles ties between names.
+#[allow(clippy::too_many_arguments)]
+fn plane_passes<const INDICES: bool, F: Feature, A: Copy + PartialEq>(
     values: &[A],
     background: A,
-    offset: usize,
+    [height, width]: [usize; 2],
+    [weight_y, weight_x]: [f64; 2],
+    name: impl Fn(usize, usize) -> F,
     squared: &mut [f64],
     nearest: &mut [F],
+    tile: &mut Tile<INDICES, F>,
+    order: &impl TieKey,
 ) {
-    for (s, &v) in squared.iter_mut().zip(values) {
-        *s = if v == background { f64::INFINITY } else { 0.0 };
+    let mut foreground = false;
+    for (y, (s, v)) in squared.chunks_mut(width).zip(values.chunks(width)).enumerate() {
+        let n = if INDICES { &mut nearest[y * width..(y + 1) * width] } else { &mut [][..] };
+        foreground |= nearest_on_row::<INDICES, F, A>(v, background, |x| name(y, x), s, n, weight_x);
     }
-    for (i, (n, &v)) in nearest.iter_mut().zip(values).enumerate() {
-        *n = if v == background { F::NONE } else { F::from_index(offset + i) };
+    if !foreground {
+        // Every voxel of the plane is already infinitely far, with no nearest voxel: what the
+        // envelopes would write (most planes of a volume of a few small lesions).
+        return;
     }
+    let squared = ArrayViewMut2::from_shape((height, width), squared).expect("a plane");
+    let nearest = INDICES.then(|| ArrayViewMut2::from_shape((height, width), nearest).expect("a plane"));
+    envelopes(tile, squared, nearest, weight_y, order);
 }
 
 /// The Voronoi cells of an instance map: every voxel takes the id of its nearest instance voxel
@@ -390,27 +401,16 @@ fn voronoi_packed(labels: &[u32], packing: Packing, spacing: [f64; 3], out: &mut
     }
     // Every plane: the nearest voxel on each row, then the envelopes along the columns.
     out.par_chunks_mut(plane).zip(labels.par_chunks(plane)).enumerate().for_each_init(
-        || (Tile::<true, u32>::new(height), vec![0.0; plane]),
+        || (Tile::<true, u32>::new(height).without_distances(), vec![0.0; plane]),
         |(tile, squared), (z, (nearest, labels))| {
-            for (i, ((s, n), &label)) in squared.iter_mut().zip(nearest.iter_mut()).zip(labels).enumerate() {
-                (*s, *n) = if label == 0 {
-                    (f64::INFINITY, u32::NONE)
-                } else {
-                    (0.0, packing.pack([z, i / width, i % width]))
-                };
-            }
-            for (s, n) in squared.chunks_mut(width).zip(nearest.chunks_mut(width)) {
-                nearest_on_line::<true, u32>(s, n, weight_x);
-            }
-            let squared = ArrayViewMut2::from_shape((height, width), &mut squared[..]).expect("a plane");
-            let nearest = ArrayViewMut2::from_shape((height, width), nearest).expect("a plane");
-            envelopes(tile, squared, Some(nearest), weight_y, &packing);
+            let name = |y: usize, x: usize| packing.pack([z, y, x]);
+            plane_passes(labels, 0, [height, width], [weight_y, weight_x], name, squared, nearest, tile, &packing);
         },
     );
     // Along the first axis, a column of lines at a time; the cells written over the voxels.
     let columns = columns(out, [1, depth, plane]);
     columns.into_par_iter().enumerate().for_each_init(
-        || Tile::<true, u32>::new(depth),
+        || Tile::<true, u32>::new(depth).without_distances(),
         |tile, (c, mut column)| {
             for first in (0..column.ncols()).step_by(TILE) {
                 let lines = TILE.min(column.ncols() - first);
@@ -420,32 +420,24 @@ fn voronoi_packed(labels: &[u32], packing: Packing, spacing: [f64; 3], out: &mut
                 for (j, at) in at.iter_mut().enumerate().take(lines) {
                     *at = (((start + j) / width) as f64, ((start + j) % width) as f64);
                 }
-                for q in 0..depth {
-                    let row = column.row(q);
-                    let row = &row.as_slice().expect("rows are contiguous")[first..first + lines];
-                    for (j, (&packed, &(y, x))) in row.iter().zip(&at).enumerate() {
-                        tile.feature[j * depth + q] = packed;
-                        tile.f[j * depth + q] = if packed == u32::NONE {
-                            f64::INFINITY
-                        } else {
-                            // As the plane's passes computed it: the row term, then the column's.
-                            let [_, ny, nx] = packing.unpack(packed);
-                            let (dy, dx) = (y - ny as f64, x - nx as f64);
-                            weight_y * dy * dy + weight_x * dx * dx
-                        };
-                    }
-                }
+                tile.load_column(&column, first, lines, |tile, voxel, j, packed| {
+                    tile.feature[voxel] = packed;
+                    tile.f[voxel] = if packed == u32::NONE {
+                        f64::INFINITY
+                    } else {
+                        // As the plane's passes computed it: the row term, then the column's.
+                        let [_, ny, nx] = packing.unpack(packed);
+                        let (dy, dx) = (at[j].0 - ny as f64, at[j].1 - nx as f64);
+                        weight_y * dy * dy + weight_x * dx * dx
+                    };
+                });
                 for line in 0..lines {
                     tile.envelope(line, weight_z, &packing);
                 }
-                for q in 0..depth {
-                    let mut row = column.row_mut(q);
-                    let row = &mut row.as_slice_mut().expect("rows are contiguous")[first..first + lines];
-                    for (j, cell) in row.iter_mut().enumerate() {
-                        let packed = tile.out_feature[j * depth + q];
-                        *cell = if packed == u32::NONE { 0 } else { labels[packing.index(packed)] };
-                    }
-                }
+                tile.store_column(&mut column, first, lines, |tile, voxel| {
+                    let packed = tile.out_feature[voxel];
+                    if packed == u32::NONE { 0 } else { labels[packing.index(packed)] }
+                });
             }
         },
     );
@@ -509,40 +501,53 @@ fn check_spacing(ndim: usize, spacing: &[f64]) -> Result<(), Error> {
     Ok(())
 }
 
-/// The pass along the last (contiguous) axis, on one line of the binary mask: every voxel's
-/// nearest foreground voxel on its line is the nearer of the last one before it and the first
-/// one after it (the one before on a tie).
-fn nearest_on_line<const INDICES: bool, F: Feature>(squared: &mut [f64], nearest: &mut [F], weight: f64) {
-    let len = squared.len();
+/// The pass along the last (contiguous) axis, on one line of the mask (`values`, foreground
+/// where not `background`): every voxel's squared distance to its nearest foreground voxel on
+/// the line, the nearer of the last one before it and the first one after it (the one before on
+/// a tie), named by `name` (the voxel's position on the line); infinity and [`Feature::NONE`] on
+/// a line without foreground. Whether the line has foreground.
+fn nearest_on_row<const INDICES: bool, F: Feature, A: Copy + PartialEq>(
+    values: &[A],
+    background: A,
+    name: impl Fn(usize) -> F,
+    squared: &mut [f64],
+    nearest: &mut [F],
+    weight: f64,
+) -> bool {
     // Forward: the last foreground voxel at or before q.
     let mut last = usize::MAX;
-    for q in 0..len {
-        if squared[q] == 0.0 {
+    for (q, (s, &v)) in squared.iter_mut().zip(values).enumerate() {
+        let (distance, feature) = if v != background {
             last = q;
+            (0.0, q)
         } else if last != usize::MAX {
             let d = (q - last) as f64;
-            squared[q] = weight * d * d;
-            if INDICES {
-                nearest[q] = nearest[last];
-            }
+            (weight * d * d, last)
+        } else {
+            (f64::INFINITY, usize::MAX)
+        };
+        *s = distance;
+        if INDICES {
+            nearest[q] = if feature == usize::MAX { F::NONE } else { name(feature) };
         }
     }
     // Backward: the first foreground voxel after q, where strictly nearer.
     let mut next = usize::MAX;
-    for q in (0..len).rev() {
-        if squared[q] == 0.0 {
+    for (q, (s, &v)) in squared.iter_mut().zip(values).enumerate().rev() {
+        if v != background {
             next = q;
         } else if next != usize::MAX {
             let d = (next - q) as f64;
             let candidate = weight * d * d;
-            if candidate < squared[q] {
-                squared[q] = candidate;
+            if candidate < *s {
+                *s = candidate;
                 if INDICES {
-                    nearest[q] = nearest[next];
+                    nearest[q] = name(next);
                 }
             }
         }
     }
+    last != usize::MAX
 }
 
 /// Lines gathered at once by [`pass`]: neighbouring lines along a strided axis share cache
@@ -659,6 +664,9 @@ impl TieOrder {
 /// The scratch buffers of up to [`TILE`] lines of `len` voxels, line after line.
 struct Tile<const INDICES: bool, F: Feature> {
     len: usize,
+    /// Whether the envelopes write the distances (the Voronoi cells need the nearest voxels
+    /// only: their passes recompute or drop the distances).
+    distances: bool,
     /// The input values and nearest indices.
     f: Vec<f64>,
     feature: Vec<F>,
@@ -678,6 +686,7 @@ impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
         let features = if INDICES { len * TILE } else { 0 };
         Self {
             len,
+            distances: true,
             f: vec![0.0; len * TILE],
             feature: vec![F::default(); features],
             out: vec![0.0; len * TILE],
@@ -689,6 +698,12 @@ impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
         }
     }
 
+    /// A tile whose envelopes find the nearest voxels only: their distances are neither
+    /// computed nor stored (the caller's distances are left as they were).
+    fn without_distances(self) -> Self {
+        Self { distances: false, ..self }
+    }
+
     /// Lines `first..first + lines` of a column (`[len, lines..]`: line `j`'s voxel `q` at `[q, j]`).
     fn load(
         &mut self,
@@ -697,41 +712,60 @@ impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
         first: usize,
         lines: usize,
     ) {
+        self.load_column(squared, first, lines, |tile, voxel, _, value| tile.f[voxel] = value);
+        if let Some(nearest) = nearest {
+            self.load_column(nearest, first, lines, |tile, voxel, _, index| tile.feature[voxel] = index);
+        }
+    }
+
+    /// The output of lines `first..first + lines` into a column (see [`load`](Self::load)).
+    fn store(
+        &self,
+        squared: &mut ArrayViewMut2<'_, f64>,
+        nearest: Option<&mut ArrayViewMut2<'_, F>>,
+        first: usize,
+        lines: usize,
+    ) {
+        if self.distances {
+            self.store_column(squared, first, lines, |tile, voxel| tile.out[voxel]);
+        }
+        if let Some(nearest) = nearest {
+            self.store_column(nearest, first, lines, |tile, voxel| tile.out_feature[voxel]);
+        }
+    }
+
+    /// Reads lines `first..first + lines` of a column of `T`, row after row: `put(tile, voxel,
+    /// j, value)` for line `j`'s voxel `q`, at `voxel = j * len + q` in the tile's buffers.
+    fn load_column<T: Copy>(
+        &mut self,
+        column: &ArrayViewMut2<'_, T>,
+        first: usize,
+        lines: usize,
+        mut put: impl FnMut(&mut Self, usize, usize, T),
+    ) {
         for q in 0..self.len {
-            let row = squared.row(q);
+            let row = column.row(q);
             let row = &row.as_slice().expect("rows are contiguous")[first..first + lines];
             for (j, &value) in row.iter().enumerate() {
-                self.f[j * self.len + q] = value;
-            }
-            if let Some(nearest) = nearest {
-                let row = nearest.row(q);
-                let row = &row.as_slice().expect("rows are contiguous")[first..first + lines];
-                for (j, &index) in row.iter().enumerate() {
-                    self.feature[j * self.len + q] = index;
-                }
+                put(self, j * self.len + q, j, value);
             }
         }
     }
 
-    fn store(
+    /// Writes lines `first..first + lines` of a column of `T`, row after row: line `j`'s voxel
+    /// `q` takes `get(tile, j * len + q)`.
+    fn store_column<T>(
         &self,
-        squared: &mut ArrayViewMut2<'_, f64>,
-        mut nearest: Option<&mut ArrayViewMut2<'_, F>>,
+        column: &mut ArrayViewMut2<'_, T>,
         first: usize,
         lines: usize,
+        get: impl Fn(&Self, usize) -> T,
     ) {
         for q in 0..self.len {
-            let mut row = squared.row_mut(q);
+            let mut row = column.row_mut(q);
             let row = &mut row.as_slice_mut().expect("rows are contiguous")[first..first + lines];
             for (j, value) in row.iter_mut().enumerate() {
-                *value = self.out[j * self.len + q];
-            }
-            if let Some(nearest) = nearest.as_mut() {
-                let mut row = nearest.row_mut(q);
-                let row = &mut row.as_slice_mut().expect("rows are contiguous")[first..first + lines];
-                for (j, index) in row.iter_mut().enumerate() {
-                    *index = self.out_feature[j * self.len + q];
-                }
+                *value = get(self, j * self.len + q);
             }
         }
     }
@@ -743,7 +777,7 @@ impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
         let features = if INDICES { range.clone() } else { 0..0 };
         let (f, feature) = (&self.f[range.clone()], &self.feature[features.clone()]);
         let (out, out_feature) = (&mut self.out[range], &mut self.out_feature[features]);
-        let (v, g) = (&mut self.v, &mut self.g);
+        let (v, g, distances) = (&mut self.v, &mut self.g, self.distances);
         let (rise, run) = (&mut self.rise, &mut self.run);
         // `g[q] = f[q] + weight q^2`: the parabola rooted at `q` is `weight x^2 - 2 weight q x + g[q]`,
         // so two of them, rooted at `a < b`, cross at `x = (g[b] - g[a]) / (2 weight (b - a))`.
@@ -809,8 +843,10 @@ impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
                 }
                 out_feature[q] = feature[p];
             }
-            let d = x - p as f64;
-            *out = weight * d * d + f[p];
+            if distances {
+                let d = x - p as f64;
+                *out = weight * d * d + f[p];
+            }
         }
     }
 }
