@@ -9,7 +9,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{FloatDType, Int, Tensor};
 
 use super::bins::check_bins;
-use super::cell_maps::{Cells, Foreground, bin_maps, check_logits};
+use super::cell_maps::{Cells, Foreground, Partition, bin_maps, check_logits};
 use super::cell_term::{BranchSums, branch_rows};
 use super::config::MAX_BINS;
 use super::sums::device::host_backed;
@@ -482,31 +482,34 @@ impl BiccLoss {
         // The partitions of the branches computed (a branch of weight 0 is not), each with its
         // Dice smoothing and whether a cell may hold no ground truth (not in the ground truth's
         // own cells, each of which holds its component).
-        let mut branches: Vec<(Cells, f64, bool)> = Vec::with_capacity(2);
+        let mut branches: Vec<(Partition, f64, bool)> = Vec::with_capacity(2);
         if config.alpha != 1.0 {
             branches.push(match targets.cells {
-                Some(cells) => (Cells::given(cells, "cell")?, config.dice_smooth, true),
-                None => (Cells::of_mask(&foreground, shape, &spacing, &device)?, config.dice_smooth, false),
+                Some(cells) => (Partition::Cells(Cells::given(cells, "cell")?), config.dice_smooth, true),
+                None => {
+                    let cells = Partition::of_mask(foreground.clone(), shape, &spacing, &device)?;
+                    (cells, config.dice_smooth, false)
+                }
             });
         }
         if config.alpha > 0.0 {
             let cells = match targets.prediction_cells {
-                Some(cells) => Cells::given(cells, "prediction cell")?,
+                Some(cells) => Partition::Cells(Cells::given(cells, "prediction cell")?),
                 None => {
                     let predicted = Foreground::of_prediction(logits, config.threshold);
-                    Cells::of_mask(&predicted, shape, &spacing, &device)?
+                    Partition::of_mask(predicted, shape, &spacing, &device)?
                 }
             };
             branches.push((cells, config.prediction_dice_smooth.unwrap_or(config.dice_smooth), true));
         }
-        let largest = branches.iter().map(|(cells, _, _)| cells.largest).max().unwrap_or(0);
-        check_bins(batch, 2 * largest + 2, config.max_bins, 5)?;
+        let terms: Vec<(f64, bool)> = branches.iter().map(|&(_, smooth, empty)| (smooth, empty)).collect();
         // Both branches' sums in one pass over the voxels: one bin map each, laid out alike.
-        let partitions: Vec<&Cells> = branches.iter().map(|(cells, _, _)| cells).collect();
-        let (ids, largest) = bin_maps(&partitions, &foreground, [batch, voxels], &device)?;
-        let empty_cells = branches.iter().any(|&(_, _, empty)| empty);
-        let sums = self.branch_sums(margin, ids, &foreground, largest, branches.len(), empty_cells);
-        let mut rows = branches.iter().zip(sums).map(|(&(_, smooth, empty), mut sums)| {
+        let partitions = branches.into_iter().map(|(cells, _, _)| cells).collect();
+        let (ids, largest) = bin_maps(partitions, &foreground, shape, &spacing, &device)?;
+        check_bins(batch, 2 * largest + 2, config.max_bins, 5)?;
+        let empty_cells = terms.iter().any(|&(_, empty)| empty);
+        let sums = self.branch_sums(margin, ids, &foreground, largest, terms.len(), empty_cells);
+        let mut rows = terms.iter().zip(sums).map(|(&(smooth, empty), mut sums)| {
             if !empty {
                 sums.p2 = None;
             }

@@ -12,6 +12,7 @@
 
 use std::cell::Cell;
 
+use burn::backend::Bytes;
 use burn::tensor::{Bool, DType, Device, FloatDType, Int, Tensor, TensorData};
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 use rayon::prelude::*;
@@ -19,7 +20,7 @@ use rayon::prelude::*;
 use crate::Error;
 use crate::backend::{Extreme, HostFloats, HostInts, IntSlice, host_backed, id_range, row_extreme};
 use crate::components::tensor::{Grid, label_unchecked, voronoi_unchecked};
-use crate::components::{Connectivity, label_batch, voronoi_into};
+use crate::components::{Connectivity, label_batch_into, voronoi_into};
 
 thread_local! {
     /// Voxel maps this thread has read to the host ([`read_ids`], [`read_prediction`]): the
@@ -63,25 +64,39 @@ pub(crate) fn cells_of_masks(
     spatial: &[usize],
     spacing: &[f64],
 ) -> Result<(Vec<u32>, usize), Error> {
+    let (mut labels, mut cells) = (vec![0u32; mask.len()], vec![0u32; mask.len()]);
+    let largest = cells_of_masks_into(mask, batch, spatial, spacing, &mut labels, &mut cells)?;
+    Ok((cells, largest))
+}
+
+/// [`cells_of_masks`] into `out`, with `scratch` (as long, any content) for the labels.
+fn cells_of_masks_into(
+    mask: &[u8],
+    batch: usize,
+    spatial: &[usize],
+    spacing: &[f64],
+    scratch: &mut [u32],
+    out: &mut [u32],
+) -> Result<usize, Error> {
     let mut shape = vec![batch, 1];
     shape.extend_from_slice(spatial);
     let mask = ArrayViewD::from_shape(IxDyn(&shape), mask).expect("one value per voxel");
-    let labelled = label_batch(mask, full_connectivity(spatial.len()))?;
-    let largest = labelled.counts.iter().copied().max().unwrap_or(0);
+    let labels = ArrayViewMutD::from_shape(IxDyn(&shape), &mut scratch[..]).expect("one label per voxel");
+    let counts = label_batch_into(mask, full_connectivity(spatial.len()), labels)?;
     let voxels: usize = spatial.iter().product();
-    let labels = labelled.labels.as_slice().expect("a new, standard-layout array");
-    let mut cells = vec![0u32; labels.len()];
-    cells.par_chunks_mut(voxels).zip(labels.par_chunks(voxels)).zip(labelled.counts.as_slice().unwrap()).try_for_each(
-        |((out, labels), &count)| -> Result<(), Error> {
-            if count > 0 {
-                let labels = ArrayViewD::from_shape(IxDyn(spatial), labels).expect("one element");
-                let out = ArrayViewMutD::from_shape(IxDyn(spatial), out).expect("one element");
-                voronoi_into(labels, spacing, out)?;
+    out.par_chunks_mut(voxels.max(1))
+        .zip(scratch.par_chunks(voxels.max(1)))
+        .zip(counts.as_slice().unwrap())
+        .try_for_each(|((out, labels), &count)| -> Result<(), Error> {
+            if count == 0 {
+                out.fill(0);
+                return Ok(());
             }
-            Ok(())
-        },
-    )?;
-    Ok((cells, largest))
+            let labels = ArrayViewD::from_shape(IxDyn(spatial), labels).expect("one element");
+            let out = ArrayViewMutD::from_shape(IxDyn(spatial), out).expect("one element");
+            voronoi_into(labels, spacing, out)
+        })?;
+    Ok(counts.iter().copied().max().unwrap_or(0))
 }
 
 /// The Voronoi cells of the prediction, as BiCC's prediction branch builds them: the voxels whose
@@ -415,56 +430,148 @@ impl Cells {
         let background = (ids.clone() + (largest as i64 + 1)).mask_fill(ids.clone().equal_elem(0), 0);
         background.mask_where(foreground, ids + 1)
     }
+}
 
-    /// [`bin_map`](Self::bin_map) into `out` (`[B, voxels]`), where the ids are on the host;
-    /// `false` (nothing written) where they are not.
-    fn host_bin_map_into(&self, foreground: &[u8], largest: usize, out: &mut [i32]) -> bool {
-        match &self.ids {
-            CellIds::Host(ids) => host_bin_map(foreground, ids, largest, out),
-            CellIds::Read(ids) => match ids.slice() {
-                IntSlice::I32(ids) => host_bin_map(foreground, ids, largest, out),
-                IntSlice::I64(ids) => host_bin_map(foreground, ids, largest, out),
-            },
-            CellIds::Device(_) => return false,
+/// One branch's partition of the voxels, before its bin map is made.
+#[derive(Debug)]
+pub(crate) enum Partition {
+    /// Cells given by the caller, or made on the device.
+    Cells(Cells),
+    /// The Voronoi cells of the components of a host mask (flex), made by [`bin_maps`] into its
+    /// own buffer: no buffer of labels or cells per call.
+    HostMask(Vec<u8>),
+}
+
+impl Partition {
+    /// The Voronoi cells of the connected components (full connectivity) of a binary mask (see
+    /// [`Cells::of_mask`]): made now on a device, by [`bin_maps`] on the host.
+    ///
+    /// # Errors
+    /// As [`Cells::of_mask`].
+    pub(crate) fn of_mask<const D: usize>(
+        mask: Foreground,
+        shape: [usize; D],
+        spacing: &[f64],
+        device: &Device,
+    ) -> Result<Self, Error> {
+        match mask {
+            Foreground::Host(mask) => Ok(Self::HostMask(mask)),
+            device_mask => Ok(Self::Cells(Cells::of_mask(&device_mask, shape, spacing, device)?)),
         }
-        true
+    }
+
+    /// Whether its ids are (or will be) host memory.
+    fn on_host(&self) -> bool {
+        !matches!(self, Self::Cells(Cells { ids: CellIds::Device(_), .. }))
     }
 }
 
-/// The bin maps of several partitions of the same voxels, one sums pass for all of them: `[maps
-/// * B, voxels]` `i32` on `device` (map `m` in rows `m * B..`), each laid out as
+/// The bin maps of several partitions of the same voxels, for one sums pass over all of them:
+/// `[maps * B, voxels]` `i32` on `device` (map `m` in rows `m * B..`), each laid out as
 /// [`Cells::bin_map`] for the largest number of cells of any (returned with it, so that every
-/// map has `2 * largest + 2` bins with the same targets).
+/// map has `2 * largest + 2` bins with the same targets). `shape`: the maps' `[B, 1, spatial..]`.
+///
+/// On the host (flex) everything is written into the one buffer of the result: the cells of a
+/// [`Partition::HostMask`] are made into its own rows, the labels of its components in the rows
+/// of a partition whose cells are given (written last) or, without one, in one scratch buffer;
+/// then every row becomes bins in place.
 ///
 /// # Errors
-/// [`Error::InvalidArgument`] when the bins need ids above `i32::MAX`.
-pub(crate) fn bin_maps(
-    partitions: &[&Cells],
+/// [`Error::InvalidArgument`] when the bins need ids above `i32::MAX`, and the errors of
+/// [`Cells::of_mask`].
+pub(crate) fn bin_maps<const D: usize>(
+    partitions: Vec<Partition>,
     foreground: &Foreground,
-    shape: [usize; 2],
+    shape: [usize; D],
+    spacing: &[f64],
     device: &Device,
 ) -> Result<(Tensor<2, Int>, usize), Error> {
-    let largest = partitions.iter().map(|cells| cells.largest).max().unwrap_or(0);
-    if 2 * largest as u128 + 2 > i32::MAX as u128 {
-        return Err(Error::InvalidArgument(format!("{largest} cells need more bins than i32 ids can name")));
-    }
-    let [rows, voxels] = shape;
+    let (batch, spatial) = (shape[0], &shape[2..]);
+    let voxels: usize = spatial.iter().product();
+    let check = |largest: usize| {
+        if 2 * largest as u128 + 2 > i32::MAX as u128 {
+            return Err(Error::InvalidArgument(format!("{largest} cells need more bins than i32 ids can name")));
+        }
+        Ok(largest)
+    };
+    let mask = match foreground {
+        Foreground::Host(mask) if partitions.iter().all(Partition::on_host) => mask,
+        _ => {
+            // On a device: each partition's bin map by tensor operations.
+            let cells = partitions
+                .into_iter()
+                .map(|p| match p {
+                    Partition::Cells(cells) => Ok(cells),
+                    Partition::HostMask(m) => Cells::of_mask(&Foreground::Host(m), shape, spacing, device),
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            let largest = check(cells.iter().map(|c| c.largest).max().unwrap_or(0))?;
+            let maps = cells.iter().map(|c| c.bin_map(foreground, largest, [batch, voxels], device)).collect();
+            return Ok((Tensor::cat(maps, 0), largest));
+        }
+    };
+    let n = batch * voxels;
     let maps = partitions.len();
-    if let Foreground::Host(mask) = foreground {
-        let mut bins = vec![0i32; maps * rows * voxels];
-        let written = bins
-            .chunks_mut((rows * voxels).max(1))
-            .zip(partitions)
-            .all(|(out, cells)| cells.host_bin_map_into(mask, largest, out));
-        if written {
-            return Ok((
-                Tensor::from_data(TensorData::new(bins, [maps * rows, voxels]), (device, DType::I32)),
-                largest,
-            ));
+    let mut buffer = vec![0u32; maps * n];
+    // The cells of the masks first, into their own rows.
+    let ready = partitions.iter().position(|p| matches!(p, Partition::Cells(_)));
+    let mut scratch = Vec::new();
+    let mut largest = 0;
+    for (i, partition) in partitions.iter().enumerate() {
+        largest = largest.max(match partition {
+            Partition::Cells(cells) => cells.largest,
+            Partition::HostMask(m) => {
+                let (out, labels) = match ready {
+                    Some(j) => two_rows_mut(&mut buffer, n, i, j),
+                    None => {
+                        scratch.resize(n, 0);
+                        (&mut buffer[i * n..(i + 1) * n], &mut scratch[..])
+                    }
+                };
+                cells_of_masks_into(m, batch, spatial, spacing, labels, out)?
+            }
+        });
+    }
+    let largest = check(largest)?;
+    // Then every row's bins, in place.
+    let k = largest as u32;
+    let bin = move |fg: u8, cell: u32| match (fg > 0, cell) {
+        (true, _) => 1 + cell,
+        (false, 0) => 0,
+        (false, _) => k + 1 + cell,
+    };
+    for (partition, out) in partitions.iter().zip(buffer.chunks_mut(n.max(1))) {
+        match partition {
+            Partition::HostMask(_) => out.par_iter_mut().zip(mask).for_each(|(c, &fg)| *c = bin(fg, *c)),
+            Partition::Cells(Cells { ids: CellIds::Host(ids), .. }) => host_bins(mask, ids, out, bin),
+            Partition::Cells(Cells { ids: CellIds::Read(ids), .. }) => match ids.slice() {
+                IntSlice::I32(ids) => host_bins(mask, ids, out, bin),
+                IntSlice::I64(ids) => host_bins(mask, ids, out, bin),
+            },
+            Partition::Cells(Cells { ids: CellIds::Device(_), .. }) => unreachable!("checked: on the host"),
         }
     }
-    let maps = partitions.iter().map(|cells| cells.bin_map(foreground, largest, shape, device)).collect();
-    Ok((Tensor::cat(maps, 0), largest))
+    // Bins below 2^31 (checked): their `u32` bits are their `i32` bits.
+    let data = TensorData::from_bytes(Bytes::from_elems(buffer), [maps * batch, voxels], DType::I32);
+    Ok((Tensor::from_data(data, (device, DType::I32)), largest))
+}
+
+/// Rows `i` and `j != i` of `n` values each of `buffer`, both mutable.
+fn two_rows_mut(buffer: &mut [u32], n: usize, i: usize, j: usize) -> (&mut [u32], &mut [u32]) {
+    let (low, high) = buffer.split_at_mut(i.max(j) * n);
+    let (first, second) = (&mut low[i.min(j) * n..(i.min(j) + 1) * n], &mut high[..n]);
+    if i < j { (first, second) } else { (second, first) }
+}
+
+/// The bins of host ids into `out`: `bin(foreground, cell)` per voxel.
+fn host_bins<T: Copy + Send + Sync + Into<i64>>(
+    foreground: &[u8],
+    ids: &[T],
+    out: &mut [u32],
+    bin: impl Fn(u8, u32) -> u32 + Sync,
+) {
+    // Ids are checked in `0..=voxels` by `Cells::given`.
+    out.par_iter_mut().zip(foreground).zip(ids).for_each(|((out, &fg), &cell)| *out = bin(fg, cell.into() as u32));
 }
 
 impl CellIds {
@@ -476,19 +583,6 @@ impl CellIds {
             Self::Read(ids) => host_ids(&host_u32(ids), shape, device),
         }
     }
-}
-
-/// The bin map of [`Cells::bin_map`] from host maps into `out`, in one pass.
-fn host_bin_map<T: Copy + Send + Sync + Into<i64>>(foreground: &[u8], ids: &[T], largest: usize, out: &mut [i32]) {
-    let k = largest as i64;
-    out.par_iter_mut().zip(foreground).zip(ids).for_each(|((out, &fg), &cell)| {
-        let cell: i64 = cell.into();
-        *out = (match (fg > 0, cell) {
-            (true, _) => 1 + cell,
-            (false, 0) => 0,
-            (false, _) => k + 1 + cell,
-        }) as i32;
-    });
 }
 
 /// Host ids as an `i32` tensor on `device`.
@@ -555,22 +649,27 @@ mod tests {
 
     #[test]
     fn bins_split_each_cell_by_target() {
-        let cells = Cells::renumbered(vec![0, 1, 1, 2, 0], 5);
+        let flex = Device::flex();
+        let ids = |maps: Tensor<2, Int>| maps.into_data().try_to_vec::<i32>().unwrap();
+        let cells = || Partition::Cells(Cells::renumbered(vec![0, 1, 1, 2, 0], 5));
+        let more = || Partition::Cells(Cells::renumbered(vec![1, 2, 3, 3, 3], 5));
         let foreground = Foreground::Host(vec![1, 1, 0, 0, 0]);
-        let (map, largest) = bin_maps(&[&cells], &foreground, [1, 5], &Device::flex()).unwrap();
-        assert_eq!((map.into_data().try_to_vec::<i32>().unwrap(), largest), (vec![1, 2, 4, 5, 0], 2));
+        let (map, largest) = bin_maps(vec![cells()], &foreground, [1, 1, 5], &[1.0], &flex).unwrap();
+        assert_eq!((ids(map), largest), (vec![1, 2, 4, 5, 0], 2));
         // Two partitions: both laid out for the larger one's cells; the device path agrees.
-        let more = Cells::renumbered(vec![1, 2, 3, 3, 3], 5);
-        let (maps, largest) = bin_maps(&[&cells, &more], &foreground, [1, 5], &Device::flex()).unwrap();
+        let (maps, largest) = bin_maps(vec![cells(), more()], &foreground, [1, 1, 5], &[1.0], &flex).unwrap();
         let expected = vec![1, 2, 5, 6, 0, 2, 3, 7, 7, 7];
-        assert_eq!((maps.into_data().try_to_vec::<i32>().unwrap(), largest), (expected.clone(), 3));
-        let on_device = |c: &Cells| Cells {
-            ids: CellIds::Device(Box::new(c.ids.tensor([1, 5], &Device::flex()))),
-            largest: c.largest,
+        assert_eq!((ids(maps), largest), (expected.clone(), 3));
+        let on_device = |p: Partition| match p {
+            Partition::Cells(c) => Partition::Cells(Cells {
+                ids: CellIds::Device(Box::new(c.ids.tensor([1, 5], &flex))),
+                largest: c.largest,
+            }),
+            p => p,
         };
         let (maps, _) =
-            bin_maps(&[&on_device(&cells), &on_device(&more)], &foreground, [1, 5], &Device::flex()).unwrap();
-        assert_eq!(maps.into_data().try_to_vec::<i32>().unwrap(), expected);
+            bin_maps(vec![on_device(cells()), on_device(more())], &foreground, [1, 1, 5], &[1.0], &flex).unwrap();
+        assert_eq!(ids(maps), expected);
         // Sparse ids are numbered per element.
         let sparse = Cells::renumbered(vec![0, 7_000_000, 7_000_000, 9, 4_000_000_000, 0, 5, 5], 4);
         assert!(matches!(sparse.ids, CellIds::Host(ref ids) if ids == &[0, 2, 2, 1, 2, 0, 1, 1]));
@@ -588,11 +687,45 @@ mod tests {
         let wide = Tensor::<4, Int>::from_data(TensorData::new(vec![2i64, 0], [1, 1, 1, 2]), (&device, DType::I64));
         let cells = Cells::given(wide, "cell").unwrap();
         assert!(matches!(cells.ids, CellIds::Read(_)));
-        let (map, largest) = bin_maps(&[&cells], &Foreground::Host(vec![1, 0]), [1, 2], &device).unwrap();
+        let (map, largest) =
+            bin_maps(vec![Partition::Cells(cells)], &Foreground::Host(vec![1, 0]), [1, 1, 2], &[1.0], &device).unwrap();
         assert_eq!((largest, map.into_data().try_to_vec::<i32>().unwrap()), (2, vec![3, 0]));
         let sparse = Tensor::<4, Int>::from_data(TensorData::new(vec![9i64, 0], [1, 1, 1, 2]), (&device, DType::I64));
         let cells = Cells::given(sparse, "cell").unwrap();
         assert!(matches!(cells.ids, CellIds::Host(ref ids) if ids == &[1, 0]));
+    }
+
+    /// The cells of a mask made into the bin maps' own buffer (the labels in another
+    /// partition's rows, or in a scratch buffer when every partition is a mask) give the bins of
+    /// the same cells made apart, in 2D and 3D, with an element without components.
+    #[test]
+    fn masks_partitioned_in_place_equal_cells_made_apart() {
+        fn check<const D: usize>(shape: [usize; D], spacing: &[f64]) {
+            let (batch, spatial) = (shape[0], &shape[2..]);
+            let voxels: usize = spatial.iter().product();
+            // Components in the first element only.
+            let mask = |seed: usize| -> Vec<u8> {
+                (0..batch * voxels).map(|i| u8::from(i < voxels && (i * 7919 + seed) % 23 < 2)).collect()
+            };
+            let (truth, predicted) = (mask(3), mask(11));
+            let foreground = Foreground::Host(truth.clone());
+            let apart = |m: &[u8]| {
+                let (cells, largest) = cells_of_masks(m, batch, spatial, spacing).unwrap();
+                Partition::Cells(Cells { ids: CellIds::Host(cells), largest })
+            };
+            let run = |partitions: Vec<Partition>| {
+                let (maps, largest) = bin_maps(partitions, &foreground, shape, spacing, &Device::flex()).unwrap();
+                (maps.into_data().try_to_vec::<i32>().unwrap(), largest)
+            };
+            let expected = run(vec![apart(&truth), apart(&predicted)]);
+            assert!(expected.1 > 1, "several components");
+            let mask = |m: &Vec<u8>| Partition::HostMask(m.clone());
+            assert_eq!(run(vec![apart(&truth), mask(&predicted)]), expected, "{shape:?}");
+            assert_eq!(run(vec![mask(&truth), apart(&predicted)]), expected, "{shape:?}");
+            assert_eq!(run(vec![mask(&truth), mask(&predicted)]), expected, "{shape:?}");
+        }
+        check([2, 1, 9, 11], &[1.0, 2.0]);
+        check([2, 1, 5, 6, 7], &[2.0, 1.0, 1.0]);
     }
 
     /// A BiCC forward with the cells and components made by the loss: its value, and the voxel
