@@ -151,26 +151,29 @@ trait Real: Copy + Send + Sync + 'static + std::ops::Add<Output = Self> {
     /// A logit's cross-entropy from its [`softplus_tail`](Real::softplus_tail).
     fn logit_cross_entropy_with_tail(self, tail: Self, target: bool) -> Self;
     /// The gradient of one voxel from its input and the upstream gradients gathered for it.
-    fn voxel_gradient<const LOGITS: bool>(self, g: &VoxelGradient<Self>) -> Self;
+    fn voxel_gradient<const LOGITS: bool>(self, g: &Upstream<Self>) -> Self;
 }
 
-/// The upstream gradients of one bin, in the type of the voxels.
+/// The upstream gradients of a bin's sums, in the type of the voxels: of its `p` and `p^2` sums,
+/// and of its cross-entropy sum, as `ce_target` where the bin's target is 1 and as `ce_other`
+/// where it is 0 (the other is 0). For a voxel, the sum of those of its bins in every map.
 #[derive(Clone, Copy, Debug)]
-struct BinGradient<R> {
-    p: R,
-    p2: R,
-    ce: R,
-}
-
-/// The upstream gradients of one voxel, summed over its bins in every map: of its `p` and `p^2`
-/// sums, and of its cross-entropy where its bin's target is 1 (`ce_target`) and where it is 0
-/// (`ce_other`).
-#[derive(Clone, Copy, Debug)]
-struct VoxelGradient<R> {
+struct Upstream<R> {
     p: R,
     p2: R,
     ce_target: R,
     ce_other: R,
+}
+
+impl<R: Real> Upstream<R> {
+    fn add(self, other: Self) -> Self {
+        Self {
+            p: self.p + other.p,
+            p2: self.p2 + other.p2,
+            ce_target: self.ce_target + other.ce_target,
+            ce_other: self.ce_other + other.ce_other,
+        }
+    }
 }
 
 macro_rules! real {
@@ -211,7 +214,7 @@ macro_rules! real {
             /// the clamped `q`. Both targets' terms, without a select (one of them is 0 for a
             /// voxel of one map).
             #[inline(always)]
-            fn voxel_gradient<const LOGITS: bool>(self, g: &VoxelGradient<Self>) -> Self {
+            fn voxel_gradient<const LOGITS: bool>(self, g: &Upstream<Self>) -> Self {
                 let p = self.probability::<LOGITS>();
                 let dsums = g.p + g.p2 * 2.0 * p;
                 if LOGITS {
@@ -501,13 +504,15 @@ fn gradient_of<const LOGITS: bool, R: Real, I: HostId>(
     out.par_chunks_mut(voxels).zip(x.par_chunks(voxels)).enumerate().for_each(|(row, (out, x))| {
         // Bin 0 left out: zero upstream gradients give its voxels a zero gradient.
         let left_out = |b: usize| spec.skip_background && b == 0;
-        let bin_grads: Vec<Vec<BinGradient<R>>> = (0..spec.maps)
+        let bin_grads: Vec<Vec<Upstream<R>>> = (0..spec.maps)
             .map(|m| {
                 (0..bins)
                     .map(|b| {
                         let value =
                             |s: Option<usize>| R::from_f64(if left_out(b) { 0.0 } else { stat(s, m * rows + row, b) });
-                        BinGradient { p: value(Some(0)), p2: value(square), ce: value(ce) }
+                        let (ce, zero) = (value(ce), R::from_f64(0.0));
+                        let (ce_target, ce_other) = if spec.target(b) { (ce, zero) } else { (zero, ce) };
+                        Upstream { p: value(Some(0)), p2: value(square), ce_target, ce_other }
                     })
                     .collect()
             })
@@ -531,7 +536,7 @@ fn gradient_task<const LOGITS: bool, R: Real, I: HostId>(
     out: &mut [R],
     x: &[R],
     ids: &[&[I]],
-    bin_grads: &[Vec<BinGradient<R>>],
+    bin_grads: &[Vec<Upstream<R>>],
 ) {
     match (spec.squares, spec.cross_entropy) {
         (false, false) => gradient_span::<LOGITS, false, false, R, I>(spec, out, x, ids, bin_grads),
@@ -549,16 +554,12 @@ fn gradient_span<const LOGITS: bool, const SQUARES: bool, const CROSS_ENTROPY: b
     out: &mut [R],
     x: &[R],
     ids: &[&[I]],
-    bin_grads: &[Vec<BinGradient<R>>],
+    bin_grads: &[Vec<Upstream<R>>],
 ) {
     let zero = R::from_f64(0.0);
-    // A voxel in bin 0 of every map: target 0 everywhere, so its gradient is that of the summed
-    // bin-0 gradients.
-    let background =
-        bin_grads.iter().map(|g| g[0]).reduce(|a, b| BinGradient { p: a.p + b.p, p2: a.p2 + b.p2, ce: a.ce + b.ce });
-    let background = background.map_or(VoxelGradient { p: zero, p2: zero, ce_target: zero, ce_other: zero }, |g| {
-        VoxelGradient { p: g.p, p2: g.p2, ce_target: zero, ce_other: g.ce }
-    });
+    // A voxel in bin 0 of every map.
+    let none = Upstream { p: zero, p2: zero, ce_target: zero, ce_other: zero };
+    let background = bin_grads.iter().map(|g| g[0]).fold(none, Upstream::add);
     // Each span: all background in one loop; otherwise every voxel's bin values gathered first
     // (scalar loads, map after map), then one loop over the span. Loops of `SPAN` voxels
     // vectorise (loops over a block of 8 do not: too short for the vectoriser).
@@ -576,24 +577,24 @@ fn gradient_span<const LOGITS: bool, const SQUARES: bool, const CROSS_ENTROPY: b
             continue;
         }
         // The statistics not summed keep their zero gradients.
-        for (m, ids) in ids.iter().enumerate() {
+        for (m, (ids, bin_grads)) in ids.iter().zip(bin_grads).enumerate() {
             for (k, &id) in ids[voxels.clone()].iter().enumerate() {
-                let g = &bin_grads[m][id.bin()];
-                let (ce_target, ce_other) = match (CROSS_ENTROPY, spec.target(id.bin())) {
-                    (false, _) => (zero, zero),
-                    (true, true) => (g.ce, zero),
-                    (true, false) => (zero, g.ce),
-                };
+                let g = &bin_grads[id.bin()];
                 if m == 0 {
-                    (gp[k], gp2[k], target[k], other[k]) =
-                        (g.p, if SQUARES { g.p2 } else { zero }, ce_target, ce_other);
+                    gp[k] = g.p;
+                    if SQUARES {
+                        gp2[k] = g.p2;
+                    }
+                    if CROSS_ENTROPY {
+                        (target[k], other[k]) = (g.ce_target, g.ce_other);
+                    }
                 } else {
                     gp[k] = gp[k] + g.p;
                     if SQUARES {
                         gp2[k] = gp2[k] + g.p2;
                     }
                     if CROSS_ENTROPY {
-                        (target[k], other[k]) = (target[k] + ce_target, other[k] + ce_other);
+                        (target[k], other[k]) = (target[k] + g.ce_target, other[k] + g.ce_other);
                     }
                 }
             }
@@ -601,7 +602,7 @@ fn gradient_span<const LOGITS: bool, const SQUARES: bool, const CROSS_ENTROPY: b
         let n = x.len();
         let lanes = out.iter_mut().zip(x).zip(&gp[..n]).zip(&gp2[..n]).zip(&target[..n]).zip(&other[..n]);
         for (((((out, &x), &p), &p2), &ce_target), &ce_other) in lanes {
-            *out = x.voxel_gradient::<LOGITS>(&VoxelGradient { p, p2, ce_target, ce_other });
+            *out = x.voxel_gradient::<LOGITS>(&Upstream { p, p2, ce_target, ce_other });
         }
     }
 }
