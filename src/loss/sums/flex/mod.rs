@@ -353,12 +353,16 @@ fn sum_task<const LOGITS: bool, R: Real, I: HostId>(spec: InstanceSumsSpec, x: &
         ce
     };
     let (blocks, tail) = x.as_chunks::<BLOCK>();
-    let id_blocks: Vec<&[[I; BLOCK]]> = ids.iter().map(|ids| ids.as_chunks::<BLOCK>().0).collect();
-    // Per map: the background's lanes, and those of the other bin the last uniform blocks fell in.
-    let mut background = vec![Lanes::default(); ids.len()];
-    let mut lanes = vec![Lanes::default(); ids.len()];
+    let mut maps: Vec<MapSums<'_, I>> = ids
+        .iter()
+        .zip(acc.chunks_mut(per_map))
+        .map(|(ids, acc)| {
+            let (blocks, tail) = ids.as_chunks::<BLOCK>();
+            MapSums { blocks, tail, acc, background: Lanes::default(), lanes: Lanes::default() }
+        })
+        .collect();
     for (i, x) in blocks.iter().enumerate() {
-        if spec.skip_background && id_blocks.iter().all(|blocks| all_background(&blocks[i])) {
+        if spec.skip_background && maps.iter().all(|map| all_background(&map.blocks[i])) {
             continue;
         }
         // Plain loops over the lanes, without bins, that the compiler vectorises; the
@@ -373,53 +377,52 @@ fn sum_task<const LOGITS: bool, R: Real, I: HostId>(spec: InstanceSumsSpec, x: &
                 *tail = x.softplus_tail();
             }
         }
-        for (m, blocks) in id_blocks.iter().enumerate() {
-            let ids = &blocks[i];
-            let acc = &mut acc[m * per_map..(m + 1) * per_map];
+        for map in &mut maps {
+            let ids = &map.blocks[i];
             if all_background(ids) {
                 if !spec.skip_background {
-                    background[m].count += BLOCK;
-                    add_lanes(
-                        &mut background[m].sums,
-                        p,
-                        with_ce.then(|| block_ce(x, &tails, [false; BLOCK])),
-                        offsets,
-                    );
+                    map.background.count += BLOCK;
+                    let ce = with_ce.then(|| block_ce(x, &tails, [false; BLOCK]));
+                    add_lanes(&mut map.background.sums, p, ce, offsets);
                 }
             } else if let Some(bin) = uniform(ids) {
-                let lanes = &mut lanes[m];
-                if bin != lanes.bin {
-                    lanes.flush(acc, offsets);
-                    lanes.bin = bin;
+                if bin != map.lanes.bin {
+                    map.lanes.flush(map.acc, offsets);
+                    map.lanes.bin = bin;
                 }
-                lanes.count += BLOCK;
+                map.lanes.count += BLOCK;
                 let ce = with_ce.then(|| block_ce(x, &tails, [spec.target(bin); BLOCK]));
-                add_lanes(&mut lanes.sums, p, ce, offsets);
+                add_lanes(&mut map.lanes.sums, p, ce, offsets);
             } else {
                 // A block across bins: the cross-entropies against each voxel's target in one
                 // vectorised loop too, then voxel by voxel into the bins.
                 let ce = if with_ce { block_ce(x, &tails, ids.map(|id| spec.target(id.bin()))) } else { [zero; BLOCK] };
                 for ((p, ce), &id) in p.into_iter().zip(ce).zip(ids) {
-                    add(acc, p, ce, id);
+                    add(map.acc, p, ce, id);
                 }
             }
         }
     }
-    let done = blocks.len() * BLOCK;
-    for (k, &x) in tail.iter().enumerate() {
-        let p = x.probability::<LOGITS>();
-        for (m, ids) in ids.iter().enumerate() {
-            let id = ids[done + k];
+    for map in &mut maps {
+        for (&x, &id) in tail.iter().zip(map.tail) {
             let ce = if with_ce { x.cross_entropy::<LOGITS>(spec.target(id.bin())) } else { zero };
-            add(&mut acc[m * per_map..(m + 1) * per_map], p, ce, id);
+            add(map.acc, x.probability::<LOGITS>(), ce, id);
         }
+        map.lanes.flush(map.acc, offsets);
+        map.background.flush(map.acc, offsets);
     }
-    for (m, (lanes, background)) in lanes.iter_mut().zip(&mut background).enumerate() {
-        let acc = &mut acc[m * per_map..(m + 1) * per_map];
-        lanes.flush(acc, offsets);
-        background.flush(acc, offsets);
-    }
+    drop(maps);
     acc
+}
+
+/// One map's part of a task of [`sums`]: its ids, its sums, and its lanes (the background's,
+/// and those of the other bin the last uniform blocks fell in).
+struct MapSums<'a, I> {
+    blocks: &'a [[I; BLOCK]],
+    tail: &'a [I],
+    acc: &'a mut [f64],
+    background: Lanes,
+    lanes: Lanes,
 }
 
 /// Adds a block's p, p^2 and cross-entropy (when summed) to lanes.
