@@ -1,10 +1,11 @@
 //! The partitions of the CC family ([`BiccLoss`](super::BiccLoss)): the connected components of
 //! a binary mask with full connectivity (the 3x3x3 structure of the published code), their
 //! Voronoi cells over the whole volume, the prediction as the published code thresholds it, and
-//! the bin map one branch is summed over.
+//! the bin maps both branches are summed over in one pass ([`bin_maps`]).
 //!
-//! On flex they are made on the host, in the tensors' own memory ([`Foreground::Host`],
-//! [`CellIds::Host`]). On a GPU they stay on the device ([`Foreground::Device`],
+//! On flex they are made on the host: the given maps and the logits are read in their tensors'
+//! memory ([`Foreground::Host`], [`CellIds::Read`]), and the cells of a mask are made inside the
+//! bin maps' own buffer ([`Partition::HostMask`]). On a GPU they stay on the device ([`Foreground::Device`],
 //! [`CellIds::Device`]): the prediction is thresholded by tensor operations, labelled and
 //! partitioned by the kernels of [`label_tensor`](crate::components::label_tensor) and
 //! [`voronoi_tensor`](crate::components::voronoi_tensor), and only the number of cells (one
