@@ -113,9 +113,9 @@ pub struct BiccLossConfig {
     #[config(default = "Engine::Fused")]
     pub engine: Engine,
     /// The most bins one call may allocate per branch (batch elements x (2 + 2 x the cells of
-    /// the fullest element of either branch: the two branches' bins share one layout)); beyond, [`BiccLoss::try_forward`] returns
-    /// [`Error::TooManyInstances`] before allocating (a noisy prediction early in training can
-    /// have as many components as voxels).
+    /// the fullest element of either branch: the two branches' bins share one layout)); beyond,
+    /// [`BiccLoss::try_forward`] returns [`Error::TooManyInstances`] before allocating (a noisy
+    /// prediction early in training can have as many components as voxels).
     #[config(default = "MAX_BINS")]
     pub max_bins: usize,
 }

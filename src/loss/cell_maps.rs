@@ -5,9 +5,10 @@
 //!
 //! On flex they are made on the host: the given maps and the logits are read in their tensors'
 //! memory ([`Foreground::Host`], [`CellIds::Read`]), and the cells of a mask are made inside the
-//! bin maps' own buffer ([`Partition::HostMask`]). On a GPU they stay on the device ([`Foreground::Device`],
-//! [`CellIds::Device`]): the prediction is thresholded by tensor operations, labelled and
-//! partitioned by the kernels of [`label_tensor`](crate::components::label_tensor) and
+//! bin maps' own buffer ([`Partition::HostMask`]). On a GPU they stay on the device
+//! ([`Foreground::Device`], [`CellIds::Device`]): the prediction is thresholded by tensor
+//! operations, labelled and partitioned by the kernels of
+//! [`label_tensor`](crate::components::label_tensor) and
 //! [`voronoi_tensor`](crate::components::voronoi_tensor), and only the number of cells (one
 //! integer per branch) and the range of the given maps are read back.
 
