@@ -235,15 +235,16 @@ fn plane_passes<const INDICES: bool, F: Feature, A: Copy + PartialEq>(
     tile: &mut Tile<INDICES, F>,
     order: &impl TieKey,
 ) {
-    let mut foreground = false;
+    if values.iter().all(|&v| v == background) {
+        // No foreground (most planes of a volume of a few small lesions): every voxel is
+        // infinitely far, with no nearest voxel, which is what both passes would write.
+        squared.fill(f64::INFINITY);
+        nearest.fill(F::NONE);
+        return;
+    }
     for (y, (s, v)) in squared.chunks_mut(width).zip(values.chunks(width)).enumerate() {
         let n = if INDICES { &mut nearest[y * width..(y + 1) * width] } else { &mut [][..] };
-        foreground |= nearest_on_row::<INDICES, F, A>(v, background, |x| name(y, x), s, n, weight_x);
-    }
-    if !foreground {
-        // Every voxel of the plane is already infinitely far, with no nearest voxel: what the
-        // envelopes would write (most planes of a volume of a few small lesions).
-        return;
+        nearest_on_row::<INDICES, F, A>(v, background, |x| name(y, x), s, n, weight_x);
     }
     let squared = ArrayViewMut2::from_shape((height, width), squared).expect("a plane");
     let nearest = INDICES.then(|| ArrayViewMut2::from_shape((height, width), nearest).expect("a plane"));
@@ -505,7 +506,7 @@ fn check_spacing(ndim: usize, spacing: &[f64]) -> Result<(), Error> {
 /// where not `background`): every voxel's squared distance to its nearest foreground voxel on
 /// the line, the nearer of the last one before it and the first one after it (the one before on
 /// a tie), named by `name` (the voxel's position on the line); infinity and [`Feature::NONE`] on
-/// a line without foreground. Whether the line has foreground.
+/// a line without foreground.
 fn nearest_on_row<const INDICES: bool, F: Feature, A: Copy + PartialEq>(
     values: &[A],
     background: A,
@@ -513,7 +514,7 @@ fn nearest_on_row<const INDICES: bool, F: Feature, A: Copy + PartialEq>(
     squared: &mut [f64],
     nearest: &mut [F],
     weight: f64,
-) -> bool {
+) {
     // Forward: the last foreground voxel at or before q.
     let mut last = usize::MAX;
     for (q, (s, &v)) in squared.iter_mut().zip(values).enumerate() {
@@ -547,7 +548,6 @@ fn nearest_on_row<const INDICES: bool, F: Feature, A: Copy + PartialEq>(
             }
         }
     }
-    last != usize::MAX
 }
 
 /// Lines gathered at once by [`pass`]: neighbouring lines along a strided axis share cache
