@@ -237,8 +237,11 @@ fn plane_passes<const INDICES: bool, F: Feature, A: Copy + PartialEq>(
 ) {
     if values.iter().all(|&v| v == background) {
         // No foreground (most planes of a volume of a few small lesions): every voxel is
-        // infinitely far, with no nearest voxel, which is what both passes would write.
-        squared.fill(f64::INFINITY);
+        // infinitely far, with no nearest voxel, which is what both passes would write (the
+        // distances only where the tile keeps them, as its envelopes do).
+        if tile.distances {
+            squared.fill(f64::INFINITY);
+        }
         nearest.fill(F::NONE);
         return;
     }

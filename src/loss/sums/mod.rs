@@ -188,6 +188,8 @@ mod tests {
         let too_large = Tensor::<2, Int>::from_ints([[0, 2, 1]], &device);
         let err = instance_sums(values.clone(), too_large, spec).unwrap_err();
         assert!(err.to_string().contains("id 2 is not below the number of bins 2"), "{err}");
+        let no_map = instance_sums(values.clone(), Tensor::<2, Int>::zeros([1, 3], &device), spec.with_maps(0));
+        assert!(no_map.unwrap_err().to_string().contains("at least one bin map"));
         let ok = instance_sums(values, Tensor::<2, Int>::from_ints([[0, 1, 1]], &device), spec).unwrap();
         assert_eq!(ok.dims(), [1, 2, 2]);
     }

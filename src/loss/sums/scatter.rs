@@ -24,17 +24,15 @@ const GPU_SCATTER_ROW: usize = 1 << 15;
 /// Per-voxel statistics are computed in `f32` (GPU shaders have no `f64` `exp`), or in `f64` for
 /// `f64` values on flex.
 pub(crate) fn scatter_sums(values: Tensor<2>, ids: Tensor<2, Int>, spec: InstanceSumsSpec) -> Tensor<3> {
+    let [rows, voxels] = values.dims();
     if spec.maps > 1 {
         // Map after map, each over the same values.
-        let rows = values.dims()[0];
-        let voxels = values.dims()[1];
         let one = InstanceSumsSpec { maps: 1, ..spec };
         let sums = (0..spec.maps)
             .map(|m| scatter_sums(values.clone(), ids.clone().slice([m * rows..(m + 1) * rows, 0..voxels]), one))
             .collect();
         return Tensor::cat(sums, 0);
     }
-    let [rows, voxels] = values.dims();
     let bins = spec.bins;
     let device = values.device();
     let on_flex = host_backed(&device);

@@ -411,7 +411,6 @@ fn sum_task<const LOGITS: bool, R: Real, I: HostId>(spec: InstanceSumsSpec, x: &
         map.lanes.flush(map.acc, offsets);
         map.background.flush(map.acc, offsets);
     }
-    drop(maps);
     acc
 }
 
@@ -452,7 +451,7 @@ struct Offsets {
 }
 
 /// The sums of blocks that fall in one bin, in lanes.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Lanes {
     /// p, p^2 and cross-entropy lanes.
     sums: [[f64; BLOCK]; 3],
