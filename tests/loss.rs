@@ -612,6 +612,53 @@ fn fused_and_generic_paths_agree_on_large_volumes() {
     }
 }
 
+/// Ignored voxels get no gradient whatever their outputs: NaN and infinite logits on voxels of
+/// negative id give a finite loss (the one of finite logits there) and a zero gradient there,
+/// with every activation and both engines (found by the `loss` fuzz target).
+#[test]
+fn ignored_voxels_with_non_finite_outputs_get_no_gradient() {
+    let device = device();
+    let shape = [2, 1, 2, 2];
+    let ids: Vec<i32> = vec![-1, 3, -1, 0, 2, -1, -1, 2];
+    for activation in [Activation::Sigmoid, Activation::None] {
+        // Finite outputs: logits, or probabilities without an activation.
+        let value =
+            |i: usize| if activation == Activation::None { (i + 1) as f32 / 10.0 } else { i as f32 / 4.0 - 1.0 };
+        let odd = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
+        let mut odd = odd.iter().cycle();
+        let logits: Vec<f32> =
+            ids.iter().enumerate().map(|(i, &id)| if id < 0 { *odd.next().unwrap() } else { value(i) }).collect();
+        let finite: Vec<f32> = logits.iter().map(|&l| if l.is_finite() { l } else { 0.5 }).collect();
+        for engine in ENGINES {
+            let base = BaseLossConfig::new().with_bce_weight(1.0).with_squared_denominator(true);
+            let loss = BlobLossConfig::new()
+                .with_activation(activation)
+                .with_ignore_negative_ids(true)
+                .with_engine(engine)
+                .with_global_loss(base.clone())
+                .with_blob_loss(base)
+                .init();
+            let run = |values: &[f32]| {
+                let x = Tensor::<4>::from_data(TensorData::new(values.to_vec(), shape), &device).require_grad();
+                let y = Tensor::<4, Int>::from_data(TensorData::new(ids.clone(), shape), &device);
+                let total = loss.try_forward(x.clone(), y).expect("a finite loss");
+                (scalar(total.clone()), to_vec(x.grad(&total.backward()).unwrap().reshape([-1])))
+            };
+            let (value, grad) = run(&logits);
+            let (expected, expected_grad) = run(&finite);
+            close(value, expected, 1e-6, "ignored outputs change nothing");
+            for ((g, e), &id) in grad.iter().zip(&expected_grad).zip(&ids) {
+                assert!(g.is_finite(), "{activation:?} {engine:?}: gradient {grad:?}");
+                if id < 0 {
+                    assert_eq!(*g, 0.0, "{activation:?} {engine:?}: an ignored voxel's gradient");
+                } else {
+                    assert!((g - e).abs() <= 1e-6 * e.abs().max(1.0), "{g} vs {e}");
+                }
+            }
+        }
+    }
+}
+
 /// `instance_sums` with two bin maps (BiCC's two partitions): each map's sums are those of its
 /// own call, and the gradient is the sum of the two calls' gradients, with every statistic, on
 /// the device under test (flex's host pass, or the cube kernels on wgpu).

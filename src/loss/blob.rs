@@ -193,6 +193,11 @@ impl BlobLoss {
         let config = &self.config;
         let dims = outputs.dims();
         let LossTargets { instances, cells, false_positives } = self.checked_targets(&outputs, targets)?;
+        // Ignored voxels enter no term and get no gradient, whatever their outputs: masked before
+        // the activation (a NaN or infinite output there would otherwise reach the gradient
+        // through the activation's derivative, times a zero upstream gradient).
+        let outputs =
+            if config.ignore_negative_ids { outputs.mask_fill(instances.clone().lower_elem(0), 0.0) } else { outputs };
         let [batch, channels] = [dims[0], dims[1]];
         let (rows, voxels) = (batch * channels, dims[2..].iter().product::<usize>());
         let categorical = (config.categorical_cross_entropy > 0.0)
