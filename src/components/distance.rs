@@ -101,7 +101,7 @@ where
 
 /// The index type of nearest voxels: `usize` for [`distance_transform`], `u32` for the cells of
 /// [`voronoi`] (half the memory traffic, for volumes of fewer than `u32::MAX` voxels).
-trait Feature: Copy + Default + Send + Sync {
+trait Feature: Copy + Default + PartialEq + Send + Sync {
     /// No nearest voxel (a line or volume without foreground).
     const NONE: Self;
     fn from_index(index: usize) -> Self;
@@ -180,7 +180,11 @@ where
             let offset = p * voxels;
             let values = &values[offset..offset + voxels];
             let name = |y: usize, x: usize| F::from_index(offset + y * plane[1] + x);
-            plane_passes(values, background, plane, weights, name, squared, nearest, tile, &order);
+            if !plane_passes(values, background, plane, weights, name, squared, nearest, tile, &order) {
+                // Every voxel infinitely far, with no nearest voxel, as both passes would write.
+                squared.fill(f64::INFINITY);
+                nearest.fill(F::NONE);
+            }
         };
         let planes = squared.par_chunks_mut(voxels);
         if INDICES {
@@ -223,6 +227,8 @@ where
 /// Both passes within one plane (the last two axes, `[height, width]`) while it is in cache:
 /// the nearest foreground voxel on every row, then the envelopes along the columns. `name(y,
 /// x)` names the plane's voxel `[y, x]` as a feature, `order` settles ties between names.
+/// Whether the plane holds foreground (every voxel of such a plane has a nearest voxel in it);
+/// a plane without is left as it was.
 #[allow(clippy::too_many_arguments)]
 fn plane_passes<const INDICES: bool, F: Feature, A: Copy + PartialEq>(
     values: &[A],
@@ -234,24 +240,28 @@ fn plane_passes<const INDICES: bool, F: Feature, A: Copy + PartialEq>(
     nearest: &mut [F],
     tile: &mut Tile<INDICES, F>,
     order: &impl TieKey,
-) {
+) -> bool {
     if values.iter().all(|&v| v == background) {
-        // No foreground (most planes of a volume of a few small lesions): every voxel is
-        // infinitely far, with no nearest voxel, which is what both passes would write (the
-        // distances only where the tile keeps them, as its envelopes do).
-        if tile.distances {
-            squared.fill(f64::INFINITY);
-        }
-        nearest.fill(F::NONE);
-        return;
+        // No foreground (most planes of a volume of a few small lesions): nothing written.
+        return false;
     }
+    // The rows with foreground: the only ones the envelopes read (every other voxel of the row
+    // pass would be infinitely far), so the others are not written.
+    let mut rows = std::mem::take(&mut tile.rows);
+    rows.clear();
     for (y, (s, v)) in squared.chunks_mut(width).zip(values.chunks(width)).enumerate() {
+        if v.iter().all(|&v| v == background) {
+            continue;
+        }
+        rows.push(y);
         let n = if INDICES { &mut nearest[y * width..(y + 1) * width] } else { &mut [][..] };
         nearest_on_row::<INDICES, F, A>(v, background, |x| name(y, x), s, n, weight_x);
     }
     let squared = ArrayViewMut2::from_shape((height, width), squared).expect("a plane");
     let nearest = INDICES.then(|| ArrayViewMut2::from_shape((height, width), nearest).expect("a plane"));
-    envelopes(tile, squared, nearest, weight_y, order);
+    envelopes(tile, squared, nearest, weight_y, order, Some(&rows));
+    tile.rows = rows;
+    true
 }
 
 /// The Voronoi cells of an instance map: every voxel takes the id of its nearest instance voxel
@@ -404,13 +414,24 @@ fn voronoi_packed(labels: &[u32], packing: Packing, spacing: [f64; 3], out: &mut
         return;
     }
     // Every plane: the nearest voxel on each row, then the envelopes along the columns.
-    out.par_chunks_mut(plane).zip(labels.par_chunks(plane)).enumerate().for_each_init(
-        || (Tile::<true, u32>::new(height).without_distances(), vec![0.0; plane]),
-        |(tile, squared), (z, (nearest, labels))| {
-            let name = |y: usize, x: usize| packing.pack([z, y, x]);
-            plane_passes(labels, 0, [height, width], [weight_y, weight_x], name, squared, nearest, tile, &packing);
-        },
-    );
+    let filled: Vec<bool> = out
+        .par_chunks_mut(plane)
+        .zip(labels.par_chunks(plane))
+        .enumerate()
+        .map_init(
+            || (Tile::<true, u32>::new(height).without_distances(), vec![0.0; plane]),
+            |(tile, squared), (z, (nearest, labels))| {
+                let name = |y: usize, x: usize| packing.pack([z, y, x]);
+                plane_passes(labels, 0, [height, width], [weight_y, weight_x], name, squared, nearest, tile, &packing)
+            },
+        )
+        .collect();
+    // The planes with instances: along the first axis, the only voxels with a nearest voxel.
+    let rows: Vec<usize> = filled.iter().enumerate().filter_map(|(z, &filled)| filled.then_some(z)).collect();
+    if rows.is_empty() {
+        out.fill(0);
+        return;
+    }
     // Along the first axis, a column of lines at a time; the cells written over the voxels.
     let columns = columns(out, [1, depth, plane]);
     columns.into_par_iter().enumerate().for_each_init(
@@ -424,24 +445,19 @@ fn voronoi_packed(labels: &[u32], packing: Packing, spacing: [f64; 3], out: &mut
                 for (j, at) in at.iter_mut().enumerate().take(lines) {
                     *at = (((start + j) / width) as f64, ((start + j) % width) as f64);
                 }
-                tile.load_column(&column, first, lines, |tile, voxel, j, packed| {
+                tile.load_rows(&column, first, lines, &rows, |tile, voxel, j, packed| {
                     tile.feature[voxel] = packed;
-                    tile.f[voxel] = if packed == u32::NONE {
-                        f64::INFINITY
-                    } else {
-                        // As the plane's passes computed it: the row term, then the column's.
-                        let [_, ny, nx] = packing.unpack(packed);
-                        let (dy, dx) = (at[j].0 - ny as f64, at[j].1 - nx as f64);
-                        weight_y * dy * dy + weight_x * dx * dx
-                    };
+                    // As the plane's passes computed it: the row term, then the column's.
+                    let [_, ny, nx] = packing.unpack(packed);
+                    let (dy, dx) = (at[j].0 - ny as f64, at[j].1 - nx as f64);
+                    tile.f[voxel] = weight_y * dy * dy + weight_x * dx * dx;
                 });
+                // Every line's nearest voxels as their labels (every voxel has one: its plane
+                // or another holds an instance).
                 for line in 0..lines {
-                    tile.envelope(line, weight_z, &packing);
+                    tile.envelope_over_rows(line, weight_z, &packing, &rows, |packed| labels[packing.index(packed)]);
                 }
-                tile.store_column(&mut column, first, lines, |tile, voxel| {
-                    let packed = tile.out_feature[voxel];
-                    if packed == u32::NONE { 0 } else { labels[packing.index(packed)] }
-                });
+                tile.store_column(&mut column, first, lines, |tile, voxel| tile.out_feature[voxel]);
             }
         },
     );
@@ -582,32 +598,47 @@ fn pass<const INDICES: bool, F: Feature>(
     let squared = columns(squared, [outer, len, stride]);
     if INDICES {
         let nearest = columns(nearest, [outer, len, stride]);
-        squared
-            .into_par_iter()
-            .zip(nearest)
-            .for_each_init(|| Tile::<INDICES, F>::new(len), |tile, (s, n)| envelopes(tile, s, Some(n), weight, order));
+        squared.into_par_iter().zip(nearest).for_each_init(
+            || Tile::<INDICES, F>::new(len),
+            |tile, (s, n)| envelopes(tile, s, Some(n), weight, order, None),
+        );
     } else {
         squared
             .into_par_iter()
-            .for_each_init(|| Tile::<INDICES, F>::new(len), |tile, s| envelopes(tile, s, None, weight, order));
+            .for_each_init(|| Tile::<INDICES, F>::new(len), |tile, s| envelopes(tile, s, None, weight, order, None));
     }
 }
 
 /// The lower envelopes of the lines of a column `[len, lines]` (line `j`'s voxel `q` at `[q, j]`),
-/// [`TILE`] lines at a time.
+/// [`TILE`] lines at a time; with `rows`, the finite values are known to be in those rows
+/// (increasing), and the others are not read.
 fn envelopes<const INDICES: bool, F: Feature>(
     tile: &mut Tile<INDICES, F>,
     mut squared: ArrayViewMut2<'_, f64>,
     mut nearest: Option<ArrayViewMut2<'_, F>>,
     weight: f64,
     order: &impl TieKey,
+    rows: Option<&[usize]>,
 ) {
     let width = squared.ncols();
     for first in (0..width).step_by(TILE) {
         let lines = TILE.min(width - first);
-        tile.load(&squared, nearest.as_ref(), first, lines);
-        for line in 0..lines {
-            tile.envelope(line, weight, order);
+        match rows {
+            Some(rows) => {
+                tile.load_rows(&squared, first, lines, rows, |tile, voxel, _, value| tile.f[voxel] = value);
+                if let Some(nearest) = nearest.as_ref() {
+                    tile.load_rows(nearest, first, lines, rows, |tile, voxel, _, index| tile.feature[voxel] = index);
+                }
+                for line in 0..lines {
+                    tile.envelope_over_rows(line, weight, order, rows, |feature| feature);
+                }
+            }
+            None => {
+                tile.load(&squared, nearest.as_ref(), first, lines);
+                for line in 0..lines {
+                    tile.envelope(line, weight, order);
+                }
+            }
         }
         tile.store(&mut squared, nearest.as_mut(), first, lines);
     }
@@ -682,6 +713,8 @@ struct Tile<const INDICES: bool, F: Feature> {
     rise: Vec<f64>,
     run: Vec<f64>,
     g: Vec<f64>,
+    /// The rows of a plane with foreground (see `plane_passes`).
+    rows: Vec<usize>,
 }
 
 impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
@@ -695,9 +728,11 @@ impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
             out: vec![0.0; len * TILE],
             out_feature: vec![F::default(); features],
             v: vec![0; len],
-            rise: vec![0.0; len],
-            run: vec![0.0; len],
+            // One more: the envelope's end (see `envelope_of`).
+            rise: vec![0.0; len + 1],
+            run: vec![0.0; len + 1],
             g: vec![0.0; len],
+            rows: Vec::with_capacity(len),
         }
     }
 
@@ -755,6 +790,24 @@ impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
         }
     }
 
+    /// [`load_column`](Self::load_column) of the rows `rows` only.
+    fn load_rows<T: Copy>(
+        &mut self,
+        column: &ArrayViewMut2<'_, T>,
+        first: usize,
+        lines: usize,
+        rows: &[usize],
+        mut put: impl FnMut(&mut Self, usize, usize, T),
+    ) {
+        for &q in rows {
+            let row = column.row(q);
+            let row = &row.as_slice().expect("rows are contiguous")[first..first + lines];
+            for (j, &value) in row.iter().enumerate() {
+                put(self, j * self.len + q, j, value);
+            }
+        }
+    }
+
     /// Writes lines `first..first + lines` of a column of `T`, row after row: line `j`'s voxel
     /// `q` takes `get(tile, j * len + q)`.
     fn store_column<T>(
@@ -777,10 +830,48 @@ impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
     /// `feature[p]`; of several minimising `p`, the one whose feature comes first in `order`.
     fn envelope(&mut self, line: usize, weight: f64, order: &impl TieKey) {
         let range = line * self.len..(line + 1) * self.len;
+        for (q, (g, &f)) in self.g.iter_mut().zip(&self.f[range]).enumerate() {
+            let q = q as f64;
+            *g = f + weight * q * q;
+        }
+        self.envelope_of(line, weight, order, 0..self.len, |feature| feature);
+    }
+
+    /// [`envelope`](Self::envelope) where the finite `f[p]` are known to be those at `rows`
+    /// (increasing): the others are not read. Every output feature is `map(feature)` (once per
+    /// segment of the envelope: the Voronoi cells map the nearest voxel to its label).
+    fn envelope_over_rows(
+        &mut self,
+        line: usize,
+        weight: f64,
+        order: &impl TieKey,
+        rows: &[usize],
+        map: impl Fn(F) -> F,
+    ) {
+        let f = &self.f[line * self.len..(line + 1) * self.len];
+        for &q in rows {
+            let x = q as f64;
+            self.g[q] = f[q] + weight * x * x;
+        }
+        self.envelope_of(line, weight, order, rows.iter().copied(), map);
+    }
+
+    /// The envelope of line `line` over the parabolas at `candidates` (increasing), their
+    /// `g[q] = f[q] + weight q^2` computed.
+    #[inline(always)]
+    fn envelope_of(
+        &mut self,
+        line: usize,
+        weight: f64,
+        order: &impl TieKey,
+        candidates: impl Iterator<Item = usize>,
+        map: impl Fn(F) -> F,
+    ) {
+        let range = line * self.len..(line + 1) * self.len;
         let features = if INDICES { range.clone() } else { 0..0 };
         let (f, feature) = (&self.f[range.clone()], &self.feature[features.clone()]);
         let (out, out_feature) = (&mut self.out[range], &mut self.out_feature[features]);
-        let (v, g, distances) = (&mut self.v, &mut self.g, self.distances);
+        let (v, g, distances) = (&mut self.v, &self.g, self.distances);
         let (rise, run) = (&mut self.rise, &mut self.run);
         // `g[q] = f[q] + weight q^2`: the parabola rooted at `q` is `weight x^2 - 2 weight q x + g[q]`,
         // so two of them, rooted at `a < b`, cross at `x = (g[b] - g[a]) / (2 weight (b - a))`.
@@ -788,13 +879,10 @@ impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
         // fraction `rise[i] / (2 weight run[i])`, and every comparison of crossings is made
         // without a division (division latency dominated this loop): exact for the integer
         // squared distances of unit spacing, so ties are found exactly.
-        for (q, (g, &f)) in g.iter_mut().zip(f).enumerate() {
-            let q = q as f64;
-            *g = f + weight * q * q;
-        }
         let two_weight = 2.0 * weight;
         let mut k = 0usize; // parabolas in the envelope
-        for (q, &gq) in g.iter().enumerate() {
+        for q in candidates {
+            let gq = g[q];
             if !gq.is_finite() {
                 continue;
             }
@@ -825,26 +913,47 @@ impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
             out_feature.fill(F::NONE);
             return;
         }
-        // Parabola `i > 0` starts at `x` when its crossing is `x`, and before `x` when below.
-        let starts_before = |i: usize, x: f64| rise[i] < two_weight * x * run[i];
-        let starts_at = |i: usize, x: f64| rise[i] == two_weight * x * run[i];
+        if INDICES && !distances {
+            // Every voxel's output is that of one of the envelope's parabolas: when they all map
+            // to the same value (one instance's voxels, for the Voronoi cells), so does the line.
+            let first = map(feature[v[0]]);
+            if v[1..k].iter().all(|&p| map(feature[p]) == first) {
+                out_feature.fill(first);
+                return;
+            }
+        }
+        // Parabola `i > 0` starts at `x` when its crossing is `x` (`rise[i] == 2 weight x
+        // run[i]`), and before `x` when below. A last parabola that never starts ends the
+        // envelope, so the scan needs no bound check.
+        (rise[k], run[k]) = (f64::INFINITY, 1.0);
         let mut j = 0;
+        let mut next = (rise[1], run[1]);
+        let mut nearest = if INDICES { map(feature[v[0]]) } else { F::NONE };
         for (q, out) in out.iter_mut().enumerate() {
             let x = q as f64;
-            while j + 1 < k && starts_before(j + 1, x) {
+            let at = two_weight * x;
+            while next.0 < at * next.1 {
                 j += 1;
+                next = (rise[j + 1], run[j + 1]);
+                if INDICES {
+                    nearest = map(feature[v[j]]);
+                }
             }
             let mut p = v[j];
             if INDICES {
-                // The parabolas that start exactly at `x` tie with `v[j]` there.
-                let mut tied = j + 1;
-                while tied < k && starts_at(tied, x) {
-                    if order.key(feature[v[tied]].index()) < order.key(feature[p].index()) {
-                        p = v[tied];
+                if next.0 == at * next.1 {
+                    // The parabolas that start exactly at `x` tie with `v[j]` there.
+                    let mut tied = j + 1;
+                    while rise[tied] == at * run[tied] {
+                        if order.key(feature[v[tied]].index()) < order.key(feature[p].index()) {
+                            p = v[tied];
+                        }
+                        tied += 1;
                     }
-                    tied += 1;
+                    out_feature[q] = map(feature[p]);
+                } else {
+                    out_feature[q] = nearest;
                 }
-                out_feature[q] = feature[p];
             }
             if distances {
                 let d = x - p as f64;
@@ -1029,6 +1138,29 @@ mod tests {
         let mut wrong = Array3::<u32>::zeros((3, 4, 4));
         let err = voronoi_into(labels.view(), &[1.0; 3], wrong.view_mut()).unwrap_err();
         assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn packed_cells_of_few_instances_overwrite_any_output() {
+        // Few ids (whole lines of the first axis whose nearest voxels all carry one id end early),
+        // empty planes and rows, ties; the output buffer full of another value beforehand (as a
+        // reused buffer is): the plane-by-plane cells equal the axis-by-axis ones everywhere.
+        let mut rng = SmallRng::seed_from_u64(5);
+        for round in 0..120 {
+            let shape = vec![2 + round % 7, 1 + round % 6, 2 + round % 11];
+            let spacing: Vec<f64> = (0..3).map(|_| [1.0, 2.0, 0.5, 1.3][rng.random_range(0..4)]).collect();
+            let density = [0.01, 0.05, 0.3][round % 3];
+            let ids = (rng.random_range(1..4u32), rng.random_range(0..shape[0]));
+            let labels = ArrayD::from_shape_fn(IxDyn(&shape), |at| {
+                // Plane `ids.1` left empty, so that the first axis's lines skip a plane.
+                if at[0] == ids.1 || rng.random::<f64>() >= density { 0 } else { 1 + (at[1] as u32 % ids.0) }
+            });
+            let mut expected = ArrayD::zeros(IxDyn(&shape));
+            voronoi_scheduled(labels.view(), &spacing, expected.view_mut(), Schedule::AxisByAxis).unwrap();
+            let mut found = ArrayD::from_elem(IxDyn(&shape), 77u32);
+            voronoi_scheduled(labels.view(), &spacing, found.view_mut(), Schedule::PlaneByPlane).unwrap();
+            assert_eq!(found, expected, "{shape:?} {spacing:?}");
+        }
     }
 
     #[test]
