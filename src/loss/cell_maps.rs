@@ -180,40 +180,73 @@ pub(crate) fn read_prediction<const D: usize>(logits: Tensor<D>, threshold: f64)
 /// classes' logits; `C` = 1: the logit of class 1 against a class 0 of logit 0), `[B, voxels]`.
 fn prediction_mask(logits: &[f32], batch: usize, channels: usize, threshold: f64) -> Vec<u8> {
     let voxels = logits.len() / batch / channels;
-    // The margin where the probability is the threshold. Away from it (by far more than the f32
-    // softmax's rounding, which is relative to the logits) the margin decides alone; near it,
-    // the softmax is computed as PyTorch computes it.
+    // The margin where the probability is the threshold (see `threshold_run`).
     let cut = (threshold / (1.0 - threshold)).ln() as f32;
     let threshold = threshold as f32;
-    let predicted = |l0: f32, l1: f32| {
-        let d = l1 - l0;
-        if (d - cut).abs() > 1e-4 * (1.0 + cut.abs() + l0.abs() + l1.abs()) {
-            d > cut
-        } else {
-            predicted(l0, l1, threshold)
-        }
-    };
     let mut mask = vec![0u8; batch * voxels];
     mask.par_chunks_mut(voxels).zip(logits.par_chunks(channels * voxels)).for_each(|(out, element)| {
-        if channels == 2 {
+        let (l0, l1) = if channels == 2 {
             let (l0, l1) = element.split_at(voxels);
-            for ((m, &a), &b) in out.iter_mut().zip(l0).zip(l1) {
-                *m = u8::from(predicted(a, b));
-            }
+            (Some(l0), l1)
         } else {
-            for (m, &b) in out.iter_mut().zip(element) {
-                *m = u8::from(predicted(0.0, b));
-            }
-        }
+            (None, element)
+        };
+        out.par_chunks_mut(RUN).enumerate().with_min_len(64).for_each(|(i, out)| {
+            let range = i * RUN..i * RUN + out.len();
+            threshold_run(out, l0.map(|l0| &l0[range.clone()]), &l1[range], cut, threshold);
+        });
     });
     mask
+}
+
+/// Voxels a host pass over a map handles together (in one loop that vectorises).
+const RUN: usize = 256;
+
+/// Voxels per parallel task of a host pass over a map.
+const TASK: usize = 1 << 15;
+
+/// A run of [`prediction_mask`]: every voxel by its margin `l1 - l0` (`l0` 0 when absent) in
+/// a loop without branches that vectorises; if the run holds a voxel near the `cut` (by far
+/// more than the f32 softmax's rounding, which is relative to the logits) or a NaN, those voxels
+/// again, by the softmax computed as PyTorch computes it.
+fn threshold_run(out: &mut [u8], l0: Option<&[f32]>, l1: &[f32], cut: f32, threshold: f32) {
+    let decided = |a: f32, b: f32| (b - a - cut).abs() > 1e-4 * (1.0 + cut.abs() + a.abs() + b.abs());
+    let mut near = false;
+    match l0 {
+        Some(l0) => {
+            for ((m, &a), &b) in out.iter_mut().zip(l0).zip(l1) {
+                near |= !decided(a, b);
+                *m = u8::from(b - a > cut);
+            }
+        }
+        None => {
+            for (m, &b) in out.iter_mut().zip(l1) {
+                near |= !decided(0.0, b);
+                *m = u8::from(b - 0.0 > cut);
+            }
+        }
+    }
+    if near {
+        for (i, (m, &b)) in out.iter_mut().zip(l1).enumerate() {
+            let a = l0.map_or(0.0, |l0| l0[i]);
+            if !decided(a, b) {
+                *m = u8::from(predicted(a, b, threshold));
+            }
+        }
+    }
 }
 
 /// An integer map read on the host (in place on flex) with its smallest and largest value.
 fn read_ids<const D: usize>(map: Tensor<D, Int>) -> (HostInts, i64, i64) {
     /// The smallest and largest value, 0 and 0 for none.
-    fn range<T: Copy + Send + Sync + Into<i64>>(values: &[T]) -> (i64, i64) {
-        values.par_iter().map(|&v| (v.into(), v.into())).reduce(|| (0, 0), |(a, b), (c, d)| (a.min(c), b.max(d)))
+    fn range<T: Copy + Default + Ord + Send + Sync + Into<i64>>(values: &[T]) -> (i64, i64) {
+        // Runs folded in their own type in loops that vectorise, then the runs' extremes.
+        let zero = T::default();
+        let (low, high) = values
+            .par_chunks(TASK)
+            .map(|run| run.iter().fold((zero, zero), |(low, high), &v| (low.min(v), high.max(v))))
+            .reduce(|| (zero, zero), |(a, b), (c, d)| (a.min(c), b.max(d)));
+        (low.into(), high.into())
     }
     count_voxel_read();
     let ids = HostInts::read(map);
@@ -266,17 +299,39 @@ impl Foreground {
         let batch = mask.dims()[0];
         let voxels = mask.shape().num_elements() / batch.max(1);
         if host_backed(&mask.device()) {
-            fn positive<T: Copy + Send + Sync + Into<i64>>(values: &[T]) -> Vec<u8> {
-                values.par_iter().map(|&v| u8::from(v.into() > 0)).collect()
+            /// The foreground and whether any value is negative, in one pass of loops that
+            /// vectorise (no widening, no branch).
+            fn positive<T: Copy + Default + PartialOrd + Send + Sync>(values: &[T]) -> (Vec<u8>, bool) {
+                let zero = T::default();
+                let mut mask = vec![0u8; values.len()];
+                let negative = mask
+                    .par_chunks_mut(TASK)
+                    .zip(values.par_chunks(TASK))
+                    .map(|(mask, values)| {
+                        let mut negative = false;
+                        for (m, &v) in mask.iter_mut().zip(values) {
+                            *m = u8::from(v > zero);
+                            negative |= v < zero;
+                        }
+                        negative
+                    })
+                    .reduce(|| false, |a, b| a | b);
+                (mask, negative)
             }
-            let (ids, low, _) = read_ids(mask);
-            if low < 0 {
-                return Err(Error::NegativeInstanceId { value: low });
-            }
-            return Ok(Self::Host(match ids.slice() {
+            count_voxel_read();
+            let ids = HostInts::read(mask);
+            let (mask, negative) = match ids.slice() {
                 IntSlice::I32(values) => positive(values),
                 IntSlice::I64(values) => positive(values),
-            }));
+            };
+            if negative {
+                let low = match ids.slice() {
+                    IntSlice::I32(values) => values.par_iter().copied().min().map(i64::from),
+                    IntSlice::I64(values) => values.par_iter().copied().min(),
+                };
+                return Err(Error::NegativeInstanceId { value: low.unwrap_or(0) });
+            }
+            return Ok(Self::Host(mask));
         }
         let (low, _) = id_range(&mask)?;
         if low < 0 {
@@ -632,6 +687,14 @@ mod tests {
             let mask = prediction_mask(&two, 1, 2, threshold);
             for i in 0..n {
                 assert_eq!(mask[i] == 1, predicted(l0[i], l1[i], threshold as f32), "{threshold}: {} {}", l0[i], l1[i]);
+            }
+            // One channel (class 0's logit 0): margins near the cut and far, and NaN, in two
+            // elements whose runs of voxels end inside the volume.
+            let mut one: Vec<f32> = l0.iter().zip(&l1).map(|(a, b)| b - a).collect();
+            one[5] = f32::NAN;
+            let mask = prediction_mask(&one, 2, 1, threshold);
+            for (i, &v) in one.iter().enumerate() {
+                assert_eq!(mask[i] == 1, predicted(0.0, v, threshold as f32), "{threshold}: {v}");
             }
         }
     }
