@@ -241,10 +241,6 @@ fn plane_passes<const INDICES: bool, F: Feature, A: Copy + PartialEq>(
     tile: &mut Tile<INDICES, F>,
     order: &impl TieKey,
 ) -> bool {
-    if values.iter().all(|&v| v == background) {
-        // No foreground (most planes of a volume of a few small lesions): nothing written.
-        return false;
-    }
     // The rows with foreground: the only ones the envelopes read (every other voxel of the row
     // pass would be infinitely far), so the others are not written.
     let mut rows = std::mem::take(&mut tile.rows);
@@ -256,6 +252,11 @@ fn plane_passes<const INDICES: bool, F: Feature, A: Copy + PartialEq>(
         rows.push(y);
         let n = if INDICES { &mut nearest[y * width..(y + 1) * width] } else { &mut [][..] };
         nearest_on_row::<INDICES, F, A>(v, background, |x| name(y, x), s, n, weight_x);
+    }
+    if rows.is_empty() {
+        // No foreground (most planes of a volume of a few small lesions): nothing written.
+        tile.rows = rows;
+        return false;
     }
     let squared = ArrayViewMut2::from_shape((height, width), squared).expect("a plane");
     let nearest = INDICES.then(|| ArrayViewMut2::from_shape((height, width), nearest).expect("a plane"));
@@ -913,14 +914,13 @@ impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
             out_feature.fill(F::NONE);
             return;
         }
-        if INDICES && !distances {
+        // The first parabola's output (that of every voxel up to where the next one starts).
+        let mut nearest = if INDICES { map(feature[v[0]]) } else { F::NONE };
+        if INDICES && !distances && v[1..k].iter().all(|&p| map(feature[p]) == nearest) {
             // Every voxel's output is that of one of the envelope's parabolas: when they all map
             // to the same value (one instance's voxels, for the Voronoi cells), so does the line.
-            let first = map(feature[v[0]]);
-            if v[1..k].iter().all(|&p| map(feature[p]) == first) {
-                out_feature.fill(first);
-                return;
-            }
+            out_feature.fill(nearest);
+            return;
         }
         // Parabola `i > 0` starts at `x` when its crossing is `x` (`rise[i] == 2 weight x
         // run[i]`), and before `x` when below. A last parabola that never starts ends the
@@ -928,7 +928,6 @@ impl<const INDICES: bool, F: Feature> Tile<INDICES, F> {
         (rise[k], run[k]) = (f64::INFINITY, 1.0);
         let mut j = 0;
         let mut next = (rise[1], run[1]);
-        let mut nearest = if INDICES { map(feature[v[0]]) } else { F::NONE };
         for (q, out) in out.iter_mut().enumerate() {
             let x = q as f64;
             let at = two_weight * x;

@@ -238,7 +238,14 @@ fn threshold_run(out: &mut [u8], l0: Option<&[f32]>, l1: &[f32], cut: f32, thres
 
 /// An integer map read on the host (in place on flex) with its smallest and largest value.
 fn read_ids<const D: usize>(map: Tensor<D, Int>) -> (HostInts, i64, i64) {
-    /// The smallest and largest value, 0 and 0 for none.
+    count_voxel_read();
+    let ids = HostInts::read(map);
+    let (low, high) = host_range(&ids);
+    (ids, low, high)
+}
+
+/// The smallest and largest of host ids, 0 and 0 for none.
+fn host_range(ids: &HostInts) -> (i64, i64) {
     fn range<T: Copy + Default + Ord + Send + Sync + Into<i64>>(values: &[T]) -> (i64, i64) {
         // Runs folded in their own type in loops that vectorise, then the runs' extremes.
         let zero = T::default();
@@ -248,13 +255,10 @@ fn read_ids<const D: usize>(map: Tensor<D, Int>) -> (HostInts, i64, i64) {
             .reduce(|| (zero, zero), |(a, b), (c, d)| (a.min(c), b.max(d)));
         (low.into(), high.into())
     }
-    count_voxel_read();
-    let ids = HostInts::read(map);
-    let (low, high) = match ids.slice() {
+    match ids.slice() {
         IntSlice::I32(values) => range(values),
         IntSlice::I64(values) => range(values),
-    };
-    (ids, low, high)
+    }
 }
 
 /// Host ids in `0..=u32::MAX` (checked by the caller) as `u32`.
@@ -325,11 +329,7 @@ impl Foreground {
                 IntSlice::I64(values) => positive(values),
             };
             if negative {
-                let low = match ids.slice() {
-                    IntSlice::I32(values) => values.par_iter().copied().min().map(i64::from),
-                    IntSlice::I64(values) => values.par_iter().copied().min(),
-                };
-                return Err(Error::NegativeInstanceId { value: low.unwrap_or(0) });
+                return Err(Error::NegativeInstanceId { value: host_range(&ids).0 });
             }
             return Ok(Self::Host(mask));
         }
