@@ -246,7 +246,7 @@ fn plane_passes<const INDICES: bool, F: Feature, A: Copy + PartialEq>(
     let mut rows = std::mem::take(&mut tile.rows);
     rows.clear();
     for (y, (s, v)) in squared.chunks_mut(width).zip(values.chunks(width)).enumerate() {
-        if v.iter().all(|&v| v == background) {
+        if !has_foreground(v, background) {
             continue;
         }
         rows.push(y);
@@ -520,6 +520,13 @@ fn check_spacing(ndim: usize, spacing: &[f64]) -> Result<(), Error> {
         return Err(Error::InvalidArgument(format!("voxel spacing must be positive and finite, got {bad}")));
     }
     Ok(())
+}
+
+/// Whether `values` hold a voxel other than `background`: one branch-free fold that vectorises
+/// (most rows of a volume of a few small lesions hold none, and are read to their end).
+#[inline(always)]
+fn has_foreground<A: Copy + PartialEq>(values: &[A], background: A) -> bool {
+    values.iter().fold(false, |any, &v| any | (v != background))
 }
 
 /// The pass along the last (contiguous) axis, on one line of the mask (`values`, foreground
