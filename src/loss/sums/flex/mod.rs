@@ -395,11 +395,18 @@ fn sum_task<const LOGITS: bool, R: Real, I: HostId>(spec: InstanceSumsSpec, x: &
                 add_lanes(&mut map.lanes.sums, p, ce, offsets);
             } else {
                 // A block across bins: the cross-entropies against each voxel's target in one
-                // vectorised loop too, then voxel by voxel into the bins.
+                // vectorised loop too, then voxel by voxel, each run of voxels in one bin summed
+                // apart and added into its bin once (not a chain of additions to one bin).
                 let ce = if with_ce { block_ce(x, &tails, ids.map(|id| spec.target(id.bin()))) } else { [zero; BLOCK] };
+                let mut run = Run { bin: ids[0].bin(), ..Run::default() };
                 for ((p, ce), &id) in p.into_iter().zip(ce).zip(ids) {
-                    add(map.acc, p, ce, id);
+                    if id.bin() != run.bin {
+                        run.add_to(map.acc, spec, offsets);
+                        run = Run { bin: id.bin(), ..Run::default() };
+                    }
+                    run.push(p.to_f64(), ce.to_f64());
                 }
+                run.add_to(map.acc, spec, offsets);
             }
         }
     }
@@ -448,6 +455,43 @@ struct Offsets {
     count: usize,
     square: Option<usize>,
     ce: Option<usize>,
+}
+
+/// The sums of a run of voxels in one bin within a block across bins.
+#[derive(Default)]
+struct Run {
+    bin: usize,
+    p: f64,
+    p2: f64,
+    ce: f64,
+    count: f64,
+}
+
+impl Run {
+    #[inline(always)]
+    fn push(&mut self, p: f64, ce: f64) {
+        self.p += p;
+        self.p2 += p * p;
+        self.ce += ce;
+        self.count += 1.0;
+    }
+
+    /// Adds the run's sums into its bin of `acc` (not the background's when it is skipped).
+    #[inline(always)]
+    fn add_to(&self, acc: &mut [f64], spec: InstanceSumsSpec, offsets: Offsets) {
+        let b = self.bin;
+        if spec.skip_background && b == 0 {
+            return;
+        }
+        acc[b] += self.p;
+        acc[offsets.count + b] += self.count;
+        if let Some(at) = offsets.square {
+            acc[at + b] += self.p2;
+        }
+        if let Some(at) = offsets.ce {
+            acc[at + b] += self.ce;
+        }
+    }
 }
 
 /// The sums of blocks that fall in one bin, in lanes.
@@ -563,7 +607,7 @@ fn gradient_span<const LOGITS: bool, const SQUARES: bool, const CROSS_ENTROPY: b
     let none = Upstream { p: zero, p2: zero, ce_target: zero, ce_other: zero };
     let background = bin_grads.iter().map(|g| g[0]).fold(none, Upstream::add);
     // Each span: all background in one loop; otherwise every voxel's bin values gathered first
-    // (scalar loads, map after map), then one loop over the span. Loops of `SPAN` voxels
+    // (map after map, a block of one bin at once), then one loop over the span. Loops of `SPAN` voxels
     // vectorise (loops over a block of 8 do not: too short for the vectoriser).
     let (mut gp, mut gp2, mut target, mut other) = ([zero; SPAN], [zero; SPAN], [zero; SPAN], [zero; SPAN]);
     for (span, (out, x)) in out.chunks_mut(SPAN).zip(x.chunks(SPAN)).enumerate() {
@@ -579,32 +623,75 @@ fn gradient_span<const LOGITS: bool, const SQUARES: bool, const CROSS_ENTROPY: b
             continue;
         }
         // The statistics not summed keep their zero gradients.
-        for (m, (ids, bin_grads)) in ids.iter().zip(bin_grads).enumerate() {
-            for (k, &id) in ids[voxels.clone()].iter().enumerate() {
-                let g = &bin_grads[id.bin()];
-                if m == 0 {
-                    gp[k] = g.p;
-                    if SQUARES {
-                        gp2[k] = g.p2;
-                    }
-                    if CROSS_ENTROPY {
-                        (target[k], other[k]) = (g.ce_target, g.ce_other);
-                    }
-                } else {
-                    gp[k] = gp[k] + g.p;
-                    if SQUARES {
-                        gp2[k] = gp2[k] + g.p2;
-                    }
-                    if CROSS_ENTROPY {
-                        (target[k], other[k]) = (target[k] + g.ce_target, other[k] + g.ce_other);
-                    }
-                }
-            }
+        let mut gathered = Gathered { p: &mut gp, p2: &mut gp2, target: &mut target, other: &mut other };
+        let mut maps = ids.iter().zip(bin_grads);
+        if let Some((ids, bin_grads)) = maps.next() {
+            gathered.gather::<true, SQUARES, CROSS_ENTROPY, I>(&ids[voxels.clone()], bin_grads);
+        }
+        for (ids, bin_grads) in maps {
+            gathered.gather::<false, SQUARES, CROSS_ENTROPY, I>(&ids[voxels.clone()], bin_grads);
         }
         let n = x.len();
         let lanes = out.iter_mut().zip(x).zip(&gp[..n]).zip(&gp2[..n]).zip(&target[..n]).zip(&other[..n]);
         for (((((out, &x), &p), &p2), &ce_target), &ce_other) in lanes {
             *out = x.voxel_gradient::<LOGITS>(&Upstream { p, p2, ce_target, ce_other });
+        }
+    }
+}
+
+/// The upstream gradients gathered for the voxels of a span (see [`gradient_span`]), one
+/// array per statistic.
+struct Gathered<'a, R> {
+    p: &'a mut [R; SPAN],
+    p2: &'a mut [R; SPAN],
+    target: &'a mut [R; SPAN],
+    other: &'a mut [R; SPAN],
+}
+
+impl<R: Real> Gathered<'_, R> {
+    /// Writes (`FIRST`, the first map) or adds (the other maps) the bin gradients of a span's
+    /// voxels in one map (`ids`, the span's ids there): a block of [`BLOCK`] voxels in one bin
+    /// (inside a cell, the common case) by one load of its bin and stores the compiler
+    /// vectorises, any other voxel by its own bin.
+    #[inline(always)]
+    fn gather<const FIRST: bool, const SQUARES: bool, const CROSS_ENTROPY: bool, I: HostId>(
+        &mut self,
+        ids: &[I],
+        bin_grads: &[Upstream<R>],
+    ) {
+        let (blocks, tail) = ids.as_chunks::<BLOCK>();
+        for (b, block) in blocks.iter().enumerate() {
+            let at = b * BLOCK;
+            match uniform(block) {
+                Some(bin) => {
+                    let g = bin_grads[bin];
+                    for k in at..at + BLOCK {
+                        self.put::<FIRST, SQUARES, CROSS_ENTROPY>(k, &g);
+                    }
+                }
+                None => {
+                    for (k, &id) in (at..).zip(block) {
+                        self.put::<FIRST, SQUARES, CROSS_ENTROPY>(k, &bin_grads[id.bin()]);
+                    }
+                }
+            }
+        }
+        for (k, &id) in (blocks.len() * BLOCK..).zip(tail) {
+            self.put::<FIRST, SQUARES, CROSS_ENTROPY>(k, &bin_grads[id.bin()]);
+        }
+    }
+
+    /// Voxel `k`'s gradients of one map, written or added.
+    #[inline(always)]
+    fn put<const FIRST: bool, const SQUARES: bool, const CROSS_ENTROPY: bool>(&mut self, k: usize, g: &Upstream<R>) {
+        let add = |to: &mut R, value: R| *to = if FIRST { value } else { *to + value };
+        add(&mut self.p[k], g.p);
+        if SQUARES {
+            add(&mut self.p2[k], g.p2);
+        }
+        if CROSS_ENTROPY {
+            add(&mut self.target[k], g.ce_target);
+            add(&mut self.other[k], g.ce_other);
         }
     }
 }
@@ -646,6 +733,16 @@ mod tests {
         (x, ids)
     }
 
+    /// Ids like Voronoi cells': every voxel in a bin (`0..=max_id`), in runs of 1 to 24 voxels.
+    fn cell_ids(rng: &mut SmallRng, len: usize, max_id: u64) -> Vec<i64> {
+        let mut ids = Vec::with_capacity(len);
+        while ids.len() < len {
+            let (id, run) = (rng.random_range(0..=max_id) as i64, rng.random_range(1..=24));
+            ids.extend(std::iter::repeat_n(id, run.min(len - ids.len())));
+        }
+        ids
+    }
+
     fn assert_close(found: &[f64], expected: &[f64], rel: f64, what: &str) {
         assert_eq!(found.len(), expected.len(), "{what}");
         for (i, (a, b)) in found.iter().zip(expected).enumerate() {
@@ -663,88 +760,98 @@ mod tests {
             [(3, 2 * TASK_VOXELS + 13, 9), (2, TASK_VOXELS + 5, 3 * TASK_VOXELS as u64), (1, 7, 2), (4, 1, 1)]
         {
             for input in [SumInput::Logits, SumInput::Probabilities] {
-                let (x, ids) = inputs(&mut rng, rows, voxels, max_id, input);
-                let bins = *ids.iter().max().unwrap() as usize + 1;
-                let ids32: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
-                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                let variants = [
-                    (false, false, false, false),
-                    (true, true, false, false),
-                    (false, true, true, false),
-                    (true, true, true, true),
-                ];
-                for (squares, ce, split, skip) in variants {
-                    let spec = InstanceSumsSpec::new(input, bins)
-                        .with_squares(squares)
-                        .with_cross_entropy(ce)
-                        .with_skip_background(skip);
-                    // The upper half of the bins as target-0 regions (Voronoi cells).
-                    let spec = if split { spec.with_foreground_end(bins / 2 + 1) } else { spec };
-                    let stats = spec.statistics();
-                    // The definition, in f64.
-                    let definition = |x: &[f64]| {
-                        let mut expected = vec![0f64; rows * stats * bins];
-                        for (i, (&x, &id)) in x.iter().zip(&ids).enumerate() {
-                            if skip && id == 0 {
-                                continue; // bin 0 left out
+                // Sparse instances, and cells covering the row in runs (whole blocks of one
+                // bin, blocks across two bins and across more).
+                let (x, sparse) = inputs(&mut rng, rows, voxels, max_id, input);
+                let cells = cell_ids(&mut rng, rows * voxels, max_id);
+                for ids in [sparse, cells] {
+                    let bins = *ids.iter().max().unwrap() as usize + 1;
+                    let ids32: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
+                    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+                    let variants = [
+                        (false, false, false, false),
+                        (true, true, false, false),
+                        (false, true, true, false),
+                        (true, true, true, true),
+                    ];
+                    for (squares, ce, split, skip) in variants {
+                        let spec = InstanceSumsSpec::new(input, bins)
+                            .with_squares(squares)
+                            .with_cross_entropy(ce)
+                            .with_skip_background(skip);
+                        // The upper half of the bins as target-0 regions (Voronoi cells).
+                        let spec = if split { spec.with_foreground_end(bins / 2 + 1) } else { spec };
+                        let stats = spec.statistics();
+                        // The definition, in f64.
+                        let definition = |x: &[f64]| {
+                            let mut expected = vec![0f64; rows * stats * bins];
+                            for (i, (&x, &id)) in x.iter().zip(&ids).enumerate() {
+                                if skip && id == 0 {
+                                    continue; // bin 0 left out
+                                }
+                                let p = probability(x, input);
+                                let at = |s: usize| (i / voxels * stats + s) * bins + id as usize;
+                                expected[at(0)] += p;
+                                expected[at(1)] += 1.0;
+                                if let Some(s) = spec.index(super::super::Statistic::Square) {
+                                    expected[at(s)] += p * p;
+                                }
+                                if let Some(s) = spec.index(super::super::Statistic::CrossEntropy) {
+                                    expected[at(s)] += cross_entropy(input, x, spec.target(id as usize));
+                                }
                             }
-                            let p = probability(x, input);
-                            let at = |s: usize| (i / voxels * stats + s) * bins + id as usize;
-                            expected[at(0)] += p;
-                            expected[at(1)] += 1.0;
-                            if let Some(s) = spec.index(super::super::Statistic::Square) {
-                                expected[at(s)] += p * p;
-                            }
-                            if let Some(s) = spec.index(super::super::Statistic::CrossEntropy) {
-                                expected[at(s)] += cross_entropy(input, x, spec.target(id as usize));
-                            }
-                        }
-                        expected
-                    };
-                    let expected = definition(&x);
-                    assert_close(&sums(spec, &x, &ids, rows), &expected, 1e-9, "f64 sums");
-                    assert_close(&sums(spec, &x, &ids32, rows), &expected, 1e-9, "f64 sums, i32 ids");
-                    // f32 inputs: the probabilities are computed in f32, the sums in f64 (against
-                    // the definition at the f32 inputs: `-ln(1 - p)` near `p = 1` magnifies the
-                    // rounding of the inputs themselves).
-                    let x32_as_f64: Vec<f64> = x32.iter().map(|&v| f64::from(v)).collect();
-                    assert_close(&sums(spec, &x32, &ids32, rows), &definition(&x32_as_f64), 1e-6, "f32 sums");
-
-                    // The gradient: made-up bin gradients, checked voxel by voxel.
-                    let grad: Vec<f64> = (0..rows * stats * bins).map(|i| (i as f64 * 0.7).sin()).collect();
-                    let g64 = gradient(spec, &x, &ids, &grad, rows);
-                    let g32 = gradient(spec, &x32, &ids32, &grad, rows);
-                    for (i, (&x, &id)) in x.iter().zip(&ids).enumerate() {
-                        let at =
-                            |s: Option<usize>| s.map_or(0.0, |s| grad[(i / voxels * stats + s) * bins + id as usize]);
-                        let (gp, gp2, gce) = (
-                            at(Some(0)),
-                            at(spec.index(super::super::Statistic::Square)),
-                            at(spec.index(super::super::Statistic::CrossEntropy)),
-                        );
-                        let t = f64::from(u8::from(spec.target(id as usize)));
-                        let expected = |p: f64| {
-                            let (dp_dx, dce_dx) = match input {
-                                SumInput::Logits => (p * (1.0 - p), p - t),
-                                SumInput::Probabilities if t > 0.0 => (1.0, -1.0 / p.max(PROBABILITY_FLOOR)),
-                                SumInput::Probabilities => (1.0, 1.0 / (1.0 - p).max(PROBABILITY_FLOOR)),
-                            };
-                            (gp + 2.0 * gp2 * p) * dp_dx + gce * dce_dx
+                            expected
                         };
-                        if skip && id == 0 {
-                            assert_eq!((g64[i], g32[i]), (0.0, 0.0), "bin 0 left out, voxel {i}");
-                            continue;
+                        let expected = definition(&x);
+                        assert_close(&sums(spec, &x, &ids, rows), &expected, 1e-9, "f64 sums");
+                        assert_close(&sums(spec, &x, &ids32, rows), &expected, 1e-9, "f64 sums, i32 ids");
+                        // f32 inputs: the probabilities are computed in f32, the sums in f64 (against
+                        // the definition at the f32 inputs: `-ln(1 - p)` near `p = 1` magnifies the
+                        // rounding of the inputs themselves).
+                        let x32_as_f64: Vec<f64> = x32.iter().map(|&v| f64::from(v)).collect();
+                        assert_close(&sums(spec, &x32, &ids32, rows), &definition(&x32_as_f64), 1e-6, "f32 sums");
+
+                        // The gradient: made-up bin gradients, checked voxel by voxel.
+                        let grad: Vec<f64> = (0..rows * stats * bins).map(|i| (i as f64 * 0.7).sin()).collect();
+                        let g64 = gradient(spec, &x, &ids, &grad, rows);
+                        let g32 = gradient(spec, &x32, &ids32, &grad, rows);
+                        for (i, (&x, &id)) in x.iter().zip(&ids).enumerate() {
+                            let at = |s: Option<usize>| {
+                                s.map_or(0.0, |s| grad[(i / voxels * stats + s) * bins + id as usize])
+                            };
+                            let (gp, gp2, gce) = (
+                                at(Some(0)),
+                                at(spec.index(super::super::Statistic::Square)),
+                                at(spec.index(super::super::Statistic::CrossEntropy)),
+                            );
+                            let t = f64::from(u8::from(spec.target(id as usize)));
+                            let expected = |p: f64| {
+                                let (dp_dx, dce_dx) = match input {
+                                    SumInput::Logits => (p * (1.0 - p), p - t),
+                                    SumInput::Probabilities if t > 0.0 => (1.0, -1.0 / p.max(PROBABILITY_FLOOR)),
+                                    SumInput::Probabilities => (1.0, 1.0 / (1.0 - p).max(PROBABILITY_FLOOR)),
+                                };
+                                (gp + 2.0 * gp2 * p) * dp_dx + gce * dce_dx
+                            };
+                            if skip && id == 0 {
+                                assert_eq!((g64[i], g32[i]), (0.0, 0.0), "bin 0 left out, voxel {i}");
+                                continue;
+                            }
+                            let e64 = expected(probability(x, input));
+                            assert!(
+                                (g64[i] - e64).abs() <= 1e-9 * e64.abs().max(1.0),
+                                "gradient[{i}]: {} vs {e64}",
+                                g64[i]
+                            );
+                            // f32: the same rule at the f32 probability the pass computes.
+                            let e32 = expected(f64::from(probability(x32[i], input)));
+                            let tolerance = 1e-4 * e32.abs().max(1.0);
+                            assert!(
+                                (f64::from(g32[i]) - e32).abs() <= tolerance,
+                                "f32 gradient[{i}]: {} vs {e32}",
+                                g32[i]
+                            );
                         }
-                        let e64 = expected(probability(x, input));
-                        assert!(
-                            (g64[i] - e64).abs() <= 1e-9 * e64.abs().max(1.0),
-                            "gradient[{i}]: {} vs {e64}",
-                            g64[i]
-                        );
-                        // f32: the same rule at the f32 probability the pass computes.
-                        let e32 = expected(f64::from(probability(x32[i], input)));
-                        let tolerance = 1e-4 * e32.abs().max(1.0);
-                        assert!((f64::from(g32[i]) - e32).abs() <= tolerance, "f32 gradient[{i}]: {} vs {e32}", g32[i]);
                     }
                 }
             }
@@ -759,35 +866,38 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(11);
         for (rows, voxels) in [(2, TASK_VOXELS + 13), (1, 7), (3, 2 * SPAN + 5)] {
             for input in [SumInput::Logits, SumInput::Probabilities] {
-                let (x, a) = inputs(&mut rng, rows, voxels, 9, input);
-                let (_, b) = inputs(&mut rng, rows, voxels, 9, input);
+                let (x, sparse) = inputs(&mut rng, rows, voxels, 9, input);
+                let cells = cell_ids(&mut rng, rows * voxels, 9);
                 let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                let both: Vec<i64> = a.iter().chain(&b).copied().collect();
-                for (squares, ce, split, skip) in
-                    [(false, false, false, false), (true, true, true, false), (true, true, false, true)]
-                {
-                    let one = InstanceSumsSpec::new(input, 10)
-                        .with_squares(squares)
-                        .with_cross_entropy(ce)
-                        .with_skip_background(skip);
-                    let one = if split { one.with_foreground_end(6) } else { one };
-                    let two = one.with_maps(2);
-                    let separate = [sums(one, &x, &a, rows), sums(one, &x, &b, rows)].concat();
-                    assert_eq!(sums(two, &x, &both, rows), separate, "f64 sums");
-                    let separate = [sums(one, &x32, &a, rows), sums(one, &x32, &b, rows)].concat();
-                    assert_eq!(sums(two, &x32, &both, rows), separate, "f32 sums");
+                for (a, b) in [(&sparse, &cells), (&cells, &sparse)] {
+                    let both: Vec<i64> = a.iter().chain(b).copied().collect();
+                    for (squares, ce, split, skip) in
+                        [(false, false, false, false), (true, true, true, false), (true, true, false, true)]
+                    {
+                        let one = InstanceSumsSpec::new(input, 10)
+                            .with_squares(squares)
+                            .with_cross_entropy(ce)
+                            .with_skip_background(skip);
+                        let one = if split { one.with_foreground_end(6) } else { one };
+                        let two = one.with_maps(2);
+                        let separate = [sums(one, &x, a, rows), sums(one, &x, b, rows)].concat();
+                        assert_eq!(sums(two, &x, &both, rows), separate, "f64 sums");
+                        let separate = [sums(one, &x32, a, rows), sums(one, &x32, b, rows)].concat();
+                        assert_eq!(sums(two, &x32, &both, rows), separate, "f32 sums");
 
-                    let half = rows * one.statistics() * one.bins;
-                    let grad: Vec<f64> = (0..2 * half).map(|i| (i as f64 * 0.37).cos()).collect();
-                    let (ga, gb) =
-                        (gradient(one, &x, &a, &grad[..half], rows), gradient(one, &x, &b, &grad[half..], rows));
-                    let expected: Vec<f64> = ga.iter().zip(&gb).map(|(a, b)| a + b).collect();
-                    assert_close(&gradient(two, &x, &both, &grad, rows), &expected, 1e-12, "f64 gradient");
-                    let (ga, gb) =
-                        (gradient(one, &x32, &a, &grad[..half], rows), gradient(one, &x32, &b, &grad[half..], rows));
-                    let expected: Vec<f64> = ga.iter().zip(&gb).map(|(a, b)| f64::from(a + b)).collect();
-                    let found: Vec<f64> = gradient(two, &x32, &both, &grad, rows).into_iter().map(f64::from).collect();
-                    assert_close(&found, &expected, 1e-5, "f32 gradient");
+                        let half = rows * one.statistics() * one.bins;
+                        let grad: Vec<f64> = (0..2 * half).map(|i| (i as f64 * 0.37).cos()).collect();
+                        let (ga, gb) =
+                            (gradient(one, &x, a, &grad[..half], rows), gradient(one, &x, b, &grad[half..], rows));
+                        let expected: Vec<f64> = ga.iter().zip(&gb).map(|(a, b)| a + b).collect();
+                        assert_close(&gradient(two, &x, &both, &grad, rows), &expected, 1e-12, "f64 gradient");
+                        let (ga, gb) =
+                            (gradient(one, &x32, a, &grad[..half], rows), gradient(one, &x32, b, &grad[half..], rows));
+                        let expected: Vec<f64> = ga.iter().zip(&gb).map(|(a, b)| f64::from(a + b)).collect();
+                        let found: Vec<f64> =
+                            gradient(two, &x32, &both, &grad, rows).into_iter().map(f64::from).collect();
+                        assert_close(&found, &expected, 1e-5, "f32 gradient");
+                    }
                 }
             }
         }
