@@ -7,9 +7,13 @@
 //! allocation). Large buffers are therefore advised to use transparent huge pages, as numpy does
 //! for every array of 4 MiB or more: one fault per 2 MiB.
 
+use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
+use std::mem::MaybeUninit;
 use std::ops::Range;
+use std::ptr::NonNull;
 
 use ndarray::{Array, Dimension};
+use rayon::prelude::*;
 
 use crate::Error;
 
@@ -46,6 +50,97 @@ pub(crate) fn with_capacity<T>(capacity: usize) -> Vec<T> {
     advise_huge_pages(buffer.spare_capacity_mut());
     buffer
 }
+
+/// A zeroed `u32` buffer in an allocation of its own: one of [`HUGE_PAGE_MIN_BYTES`] or more
+/// is aligned to [`HUGE_PAGE_BYTES`] and advised to use huge pages before anything is written,
+/// so that every page of it may be a huge page (a vector's allocation starts a few bytes past a
+/// 4 KiB page, which leaves up to a huge page at each end in 4 KiB pages: half of a 4 MiB map).
+/// For the large maps made on every training step (the CC family's bin maps, handed to a tensor
+/// without a copy through [`AsRef<[u8]>`]); zeroed in parallel.
+pub(crate) struct AlignedZeros {
+    ptr: NonNull<u32>,
+    len: usize,
+    /// The allocation's layout; `None` for an empty buffer, which allocates nothing.
+    layout: Option<Layout>,
+}
+
+// SAFETY: an `AlignedZeros` owns its allocation alone, as a `Vec<u32>` does: no other value
+// points into it, so it may move to another thread (`Send`), and `&AlignedZeros` only reads
+// through shared borrows (`Sync`).
+#[allow(unsafe_code)]
+unsafe impl Send for AlignedZeros {}
+#[allow(unsafe_code)]
+unsafe impl Sync for AlignedZeros {}
+
+impl AlignedZeros {
+    /// `len` zeros.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when `len` values do not fit in memory.
+    #[allow(unsafe_code)]
+    pub(crate) fn new(len: usize) -> Result<Self, Error> {
+        let too_large = || Error::InvalidArgument(format!("a buffer of {len} values does not fit in memory"));
+        let bytes = len.checked_mul(size_of::<u32>()).ok_or_else(too_large)?;
+        if bytes == 0 {
+            return Ok(Self { ptr: NonNull::dangling(), len: 0, layout: None });
+        }
+        let align = if bytes >= HUGE_PAGE_MIN_BYTES { HUGE_PAGE_BYTES } else { align_of::<u32>() };
+        let layout = Layout::from_size_align(bytes, align).map_err(|_| too_large())?;
+        // SAFETY: `layout` has a non-zero size (checked above).
+        let Some(ptr) = NonNull::new(unsafe { alloc(layout) }.cast::<u32>()) else { handle_alloc_error(layout) };
+        // SAFETY: the allocation holds `len` `u32` (its size is `len * 4` bytes) and is aligned
+        // for them (to 4 bytes at least); nothing else points into it. `MaybeUninit<u32>` has the
+        // layout of `u32` and no validity requirement, so a slice of it over memory not yet
+        // written is sound.
+        let uninit = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().cast::<MaybeUninit<u32>>(), len) };
+        advise_huge_pages(uninit);
+        uninit.par_chunks_mut(ZEROING_CHUNK).for_each(|chunk| chunk.fill(MaybeUninit::new(0)));
+        Ok(Self { ptr, len, layout: Some(layout) })
+    }
+
+    /// The values.
+    #[allow(unsafe_code)]
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u32] {
+        // SAFETY: `ptr` points to `len` initialised `u32` (zeroed in `new`, then written only
+        // through this slice), or is dangling and aligned with `len` 0; `&mut self` borrows them
+        // exclusively for the slice's lifetime.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The values.
+    #[allow(unsafe_code)]
+    pub(crate) fn as_slice(&self) -> &[u32] {
+        // SAFETY: as in `as_mut_slice`, borrowed shared for the slice's lifetime.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl AsRef<[u8]> for AlignedZeros {
+    fn as_ref(&self) -> &[u8] {
+        bytes_of(self.as_slice())
+    }
+}
+
+/// The bytes of `values`, native-endian.
+#[allow(unsafe_code)]
+fn bytes_of(values: &[u32]) -> &[u8] {
+    // SAFETY: `values` is `size_of_val(values)` initialised bytes, aligned for `u8`, borrowed
+    // shared for the result's lifetime; `u32` has no padding.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), size_of_val(values)) }
+}
+
+impl Drop for AlignedZeros {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        if let Some(layout) = self.layout {
+            // SAFETY: `ptr` was returned by `alloc(layout)` with this `layout`, and is freed once.
+            unsafe { dealloc(self.ptr.as_ptr().cast::<u8>(), layout) };
+        }
+    }
+}
+
+/// Values zeroed per parallel task by [`AlignedZeros::new`].
+const ZEROING_CHUNK: usize = 1 << 16;
 
 /// The offsets, from the start of a buffer at address `addr` of `bytes` bytes, of its whole
 /// [`HUGE_PAGE_BYTES`]-aligned pages, if it is large enough to be advised and has any.
@@ -128,6 +223,32 @@ mod tests {
         }
     }
 
+    /// Aligned buffers start zero and keep what is written, empty, small and large (aligned to a
+    /// huge page, and advised: also under miri, `scripts/miri.sh` hands the call to the kernel);
+    /// their bytes are their values'. Too many values for memory is an error.
+    #[test]
+    fn aligned_zeros_start_zero_and_keep_their_values() {
+        let stride = if cfg!(miri) { 1021 } else { 1 };
+        for len in [0, 5, HUGE_PAGE_MIN_BYTES / 4 + 3] {
+            let mut buffer = AlignedZeros::new(len).unwrap();
+            let values = buffer.as_slice();
+            assert_eq!(values.len(), len);
+            assert!(values.iter().step_by(stride).chain(values.last()).all(|&v| v == 0));
+            if 4 * len >= HUGE_PAGE_MIN_BYTES {
+                assert_eq!(values.as_ptr() as usize % HUGE_PAGE_BYTES, 0);
+            }
+            if let Some(last) = buffer.as_mut_slice().last_mut() {
+                *last = 0x0102_0304;
+            }
+            let bytes: &[u8] = buffer.as_ref();
+            assert_eq!(bytes.len(), 4 * len);
+            if len > 0 {
+                assert_eq!(bytes[4 * len - 4..], 0x0102_0304u32.to_ne_bytes());
+            }
+        }
+        assert!(matches!(AlignedZeros::new(usize::MAX / 2), Err(Error::InvalidArgument(_))));
+    }
+
     /// Scratch vectors are advised before anything is written: they fill as any vector.
     #[test]
     fn scratch_vectors_fill_after_the_advice() {
@@ -174,5 +295,9 @@ mod tests {
             let offsets = huge_page_offsets(addr, 4 * len).unwrap();
             assert!(advised(addr + offsets.start) && advised(addr + offsets.end - 1));
         }
+        // An aligned buffer: every byte of it.
+        let aligned = AlignedZeros::new(len).unwrap();
+        let addr = aligned.as_slice().as_ptr() as usize;
+        assert!(advised(addr) && advised(addr + 4 * len - 1));
     }
 }

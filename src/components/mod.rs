@@ -38,7 +38,7 @@
 mod band;
 mod batch;
 mod bits;
-mod buffer;
+pub(crate) mod buffer;
 mod connectivity;
 mod distance;
 mod element;
