@@ -1,11 +1,14 @@
 //! The buffers that labelling allocates: the labels that [`label`](super::label) and the batched
-//! helpers return, and the scratch run lists.
+//! helpers return, the scratch run lists, and the aligned maps of the CC family's bins
+//! ([`AlignedZeros`]).
 //!
 //! A fresh allocation of many MiB is mapped lazily: each page is cleared and mapped by the kernel
 //! when it is first written. With 4 KiB pages that is one fault per 1,024 labels, about as costly
 //! as the labelling itself on a sparse 256³ mask (glibc maps every block over 32 MiB anew on each
 //! allocation). Large buffers are therefore advised to use transparent huge pages, as numpy does
-//! for every array of 4 MiB or more: one fault per 2 MiB.
+//! for every array of 4 MiB or more: one fault per 2 MiB. A vector's allocation starts just past
+//! a 4 KiB page, so only the whole huge pages inside it can be huge; [`AlignedZeros`] aligns its
+//! own allocation to a huge page, so all of it can.
 
 use std::alloc::{Layout, alloc, dealloc, handle_alloc_error};
 use std::mem::MaybeUninit;

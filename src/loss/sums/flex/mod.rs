@@ -3,9 +3,10 @@
 //! The forward pass reads every voxel once (its probability computed on the fly, never stored)
 //! and adds its statistics into `f64` bins; blocks of 8 voxels of one bin (the background, the
 //! inside of an instance or of a Voronoi cell: the common case) are summed in lanes without a bin
-//! lookup per voxel. The backward pass reads every voxel once more, a span of 256 voxels at a
-//! time: an all-background span in one branch-free loop, any other with its voxels' bin
-//! gradients gathered first (those of the statistics summed only) and then one loop over the span.
+//! lookup per voxel; a block across bins adds each run of voxels of one bin once. The backward
+//! pass reads every voxel once more, a span of 256 voxels at a time: an all-background span in
+//! one branch-free loop, any other with its voxels' bin gradients gathered first (those of the
+//! statistics summed only; a block of one bin by one load) and then one loop over the span.
 //! Inputs in `f32` use a vectorisable sigmoid and cross-entropy ([`fast_math`]); `f64` inputs
 //! are computed in `f64` (finite differences); `f16` and `bf16` go through `f32`.
 //!
