@@ -55,11 +55,11 @@ pub(crate) fn with_capacity<T>(capacity: usize) -> Vec<T> {
 }
 
 /// A zeroed `u32` buffer in an allocation of its own: one of [`HUGE_PAGE_MIN_BYTES`] or more
-/// is aligned to [`HUGE_PAGE_BYTES`] and advised to use huge pages before anything is written,
-/// so that every page of it may be a huge page (a vector's allocation starts a few bytes past a
-/// 4 KiB page, which leaves up to a huge page at each end in 4 KiB pages: half of a 4 MiB map).
-/// For the large maps made on every training step (the CC family's bin maps, handed to a tensor
-/// without a copy through [`AsRef<[u8]>`]); zeroed in parallel.
+/// takes whole huge pages, aligned to [`HUGE_PAGE_BYTES`] and advised to use them before
+/// anything is written, so that every page of it may be a huge page (a vector's allocation
+/// starts a few bytes past a 4 KiB page, which leaves up to a huge page at each end in 4 KiB
+/// pages: half of a 4 MiB map). For the large maps made on every training step (the CC family's
+/// bin maps, handed to a tensor without a copy through [`AsRef<[u8]>`]); zeroed in parallel.
 pub(crate) struct AlignedZeros {
     ptr: NonNull<u32>,
     len: usize,
@@ -87,17 +87,29 @@ impl AlignedZeros {
         if bytes == 0 {
             return Ok(Self { ptr: NonNull::dangling(), len: 0, layout: None });
         }
-        let align = if bytes >= HUGE_PAGE_MIN_BYTES { HUGE_PAGE_BYTES } else { align_of::<u32>() };
-        let layout = Layout::from_size_align(bytes, align).map_err(|_| too_large())?;
-        // SAFETY: `layout` has a non-zero size (checked above).
+        // A large buffer takes whole huge pages (its last one too), aligned.
+        let (size, align) = if bytes >= HUGE_PAGE_MIN_BYTES {
+            (bytes.checked_next_multiple_of(HUGE_PAGE_BYTES).ok_or_else(too_large)?, HUGE_PAGE_BYTES)
+        } else {
+            (bytes, align_of::<u32>())
+        };
+        let layout = Layout::from_size_align(size, align).map_err(|_| too_large())?;
+        // SAFETY: `layout` has a non-zero size (`size >= bytes > 0`).
         let Some(ptr) = NonNull::new(unsafe { alloc(layout) }.cast::<u32>()) else { handle_alloc_error(layout) };
-        // SAFETY: the allocation holds `len` `u32` (its size is `len * 4` bytes) and is aligned
-        // for them (to 4 bytes at least); nothing else points into it. `MaybeUninit<u32>` has the
-        // layout of `u32` and no validity requirement, so a slice of it over memory not yet
-        // written is sound.
-        let uninit = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().cast::<MaybeUninit<u32>>(), len) };
+        // SAFETY: the allocation holds `size / 4 >= len` `u32` (its size is a multiple of 4) and
+        // is aligned for them (to 4 bytes at least); nothing else points into it.
+        // `MaybeUninit<u32>` has the layout of `u32` and no validity requirement, so a slice of it
+        // over memory not yet written is sound.
+        let uninit = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().cast::<MaybeUninit<u32>>(), size / 4) };
         advise_huge_pages(uninit);
-        uninit.par_chunks_mut(ZEROING_CHUNK).for_each(|chunk| chunk.fill(MaybeUninit::new(0)));
+        let values = &mut uninit[..len];
+        if cfg!(miri) {
+            // Rayon's work-stealing deque (crossbeam-epoch) breaks miri's Stacked Borrows rules on
+            // its own: miri zeroes in one loop (the parallel one below is safe code).
+            values.fill(MaybeUninit::new(0));
+        } else {
+            values.par_chunks_mut(ZEROING_CHUNK).for_each(|chunk| chunk.fill(MaybeUninit::new(0)));
+        }
         Ok(Self { ptr, len, layout: Some(layout) })
     }
 
@@ -298,9 +310,11 @@ mod tests {
             let offsets = huge_page_offsets(addr, 4 * len).unwrap();
             assert!(advised(addr + offsets.start) && advised(addr + offsets.end - 1));
         }
-        // An aligned buffer: every byte of it.
-        let aligned = AlignedZeros::new(len).unwrap();
-        let addr = aligned.as_slice().as_ptr() as usize;
-        assert!(advised(addr) && advised(addr + 4 * len - 1));
+        // An aligned buffer: every byte of it, the last huge page's too.
+        for len in [len, len + 3] {
+            let aligned = AlignedZeros::new(len).unwrap();
+            let addr = aligned.as_slice().as_ptr() as usize;
+            assert!(advised(addr) && advised(addr + 4 * len - 1));
+        }
     }
 }
