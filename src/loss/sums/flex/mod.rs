@@ -325,18 +325,9 @@ fn sum_task<const LOGITS: bool, R: Real, I: HostId>(spec: InstanceSumsSpec, x: &
     let mut acc = vec![0f64; per_map * ids.len()];
     // One voxel's probability and cross-entropy (when summed) into its bin of one map.
     let add = |acc: &mut [f64], p: R, ce: R, id: I| {
-        let (b, p) = (id.bin(), p.to_f64());
-        if spec.skip_background && b == 0 {
-            return;
-        }
-        acc[b] += p;
-        acc[offsets.count + b] += 1.0;
-        if let Some(at) = offsets.square {
-            acc[at + b] += p * p;
-        }
-        if let Some(at) = offsets.ce {
-            acc[at + b] += ce.to_f64();
-        }
+        let mut voxel = Run { bin: id.bin(), ..Run::default() };
+        voxel.push(p.to_f64(), ce.to_f64());
+        voxel.add_to(acc, spec, offsets);
     };
     let zero = R::from_f64(0.0);
     // The cross-entropies of a block against `targets`, from the shared tails (logits).
