@@ -9,7 +9,8 @@
 //! `false_positive_components_of_a_prediction`). On the same inputs, BiCC as published
 //! (`bicc`: alpha 0.5, Dice + cross-entropy per cell, the ground truth's cells given, the
 //! prediction labelled and its cells built in every call; `prediction_cells` times that part;
-//! `bicc_cells_given`, its branches with both partitions given).
+//! `bicc_cells_given`, its branches with both partitions given). `sums_pass`: the sums op alone,
+//! forward, over one bin map and over two (BiCC's two partitions in one pass).
 //!
 //! ```text
 //! cargo bench --bench loss
@@ -253,4 +254,39 @@ fn false_positive_components_of_a_prediction(bencher: Bencher) {
             )
         })
         .bench_local_values(|(x, y)| false_positive_components(x, y, Activation::Sigmoid, 0.5).expect("valid inputs"));
+}
+
+/// The sums pass alone (forward, no autodiff) on the family's logits, with the statistics of
+/// Dice + cross-entropy and the squares: one map (the blob loss's instance ids) or two (BiCC's
+/// branches: the ground truth's cells and another partition into cells of the same layout).
+#[divan::bench(args = ["one_map", "two_maps"])]
+fn sums_pass(bencher: Bencher, maps: &str) {
+    use blob_loss::loss::sums::{InstanceSumsSpec, SumInput, instance_sums};
+    let inputs = family(100);
+    let device = Device::flex();
+    let n = SIZE * SIZE * SIZE;
+    // Cells in the layout of BiCC's bins: instance k's voxels in bin k, its cell's other voxels
+    // in bin K + 1 + k; the second map's cells those of the ground truth shifted along x.
+    let k = 100;
+    let bins: Vec<i32> =
+        inputs.ids.iter().zip(&inputs.cells).map(|(&id, &c)| if id > 0 { id } else { k + 1 + c }).collect();
+    let shifted: Vec<i32> = (0..bins.len())
+        .map(|v| {
+            let (row, x) = (v / SIZE, v % SIZE);
+            let c = inputs.cells[row * SIZE + (x + 5) % SIZE];
+            if inputs.ids[v] > 0 { c } else { k + 1 + c }
+        })
+        .collect();
+    let (ids, count) = match maps {
+        "one_map" => (bins, 1),
+        _ => ([bins, shifted].concat(), 2),
+    };
+    let spec = InstanceSumsSpec::new(SumInput::Logits, 2 * k as usize + 2)
+        .with_foreground_end(k as usize + 1)
+        .with_squares(true)
+        .with_cross_entropy(true)
+        .with_maps(count);
+    let x = Tensor::<2>::from_data(TensorData::new(inputs.logits.clone(), [BATCH, n]), &device);
+    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [count * BATCH, n]), &device);
+    bencher.bench_local(|| instance_sums(x.clone(), ids.clone(), spec).expect("valid ids").into_data());
 }

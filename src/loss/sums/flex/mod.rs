@@ -3,7 +3,9 @@
 //! The forward pass reads every voxel once (its probability computed on the fly, never stored)
 //! and adds its statistics into `f64` bins; blocks of 8 voxels of one bin (the background, the
 //! inside of an instance or of a Voronoi cell: the common case) are summed in lanes without a bin
-//! lookup per voxel; a block across bins adds each run of voxels of one bin once. The backward
+//! lookup per voxel; a block across bins adds each run of voxels of one bin once. Two bin maps
+//! (BiCC's branches) go together: a run is a run of voxels in the same bins of both, and the
+//! probabilities of several blocks are computed at once ([`joint_sums`]). The backward
 //! pass reads every voxel once more, a span of 256 voxels at a time: an all-background span in
 //! one branch-free loop, any other with its voxels' bin gradients gathered first (those of the
 //! statistics summed only; a block of one bin by one load) and then one loop over the span.
@@ -34,6 +36,9 @@ use super::spec::{
 /// Voxels per block: a block of background voxels is summed in independent lanes, without a bin
 /// lookup per voxel.
 const BLOCK: usize = 8;
+
+/// Blocks whose probabilities the two-map pass computes together ([`joint_sums`]).
+const GROUP: usize = 16;
 
 /// Voxels per span of the gradient pass: long enough for the loops over a span to vectorise.
 const SPAN: usize = 256;
@@ -309,41 +314,26 @@ fn sums_of<const LOGITS: bool, R: Real, I: HostId>(
 }
 
 /// `[map][statistic][bin]` sums of a stretch of one row (one task of [`sums`]), `ids` the
-/// stretch's ids in every map.
+/// stretch's ids in every map: two maps by [`joint_sums`]; one (or more than two) block by
+/// block, each map's voxels added as the blocks of [`joint_sums`] are.
 #[inline(always)]
 fn sum_task<const LOGITS: bool, R: Real, I: HostId>(spec: InstanceSumsSpec, x: &[R], ids: &[&[I]]) -> Vec<f64> {
-    let bins = spec.bins;
-    let per_map = bins * spec.statistics();
-    // Where each statistic's bins start in a map's part of `acc`.
-    let at = |s: Statistic| spec.index(s).map(|i| i * bins);
-    let offsets = Offsets {
-        count: at(Statistic::Count).expect("always summed"),
-        square: at(Statistic::Square),
-        ce: at(Statistic::CrossEntropy),
-    };
+    let offsets = Offsets::of(spec);
+    let per_map = offsets.per_map;
+    if let [a, b] = *ids {
+        let mut acc = vec![0f64; 2 * per_map];
+        joint_sums::<LOGITS, 2, R, I>(spec, x, [a, b], &mut acc);
+        return acc;
+    }
     let with_ce = offsets.ce.is_some();
     let mut acc = vec![0f64; per_map * ids.len()];
     // One voxel's probability and cross-entropy (when summed) into its bin of one map.
     let add = |acc: &mut [f64], p: R, ce: R, id: I| {
-        let mut voxel = Run { bin: id.bin(), ..Run::default() };
-        voxel.push(p.to_f64(), ce.to_f64());
+        let mut voxel = Run::new([id.bin()]);
+        voxel.push(p.to_f64(), [ce.to_f64()]);
         voxel.add_to(acc, spec, offsets);
     };
     let zero = R::from_f64(0.0);
-    // The cross-entropies of a block against `targets`, from the shared tails (logits).
-    let block_ce = |x: &[R; BLOCK], tails: &[R; BLOCK], targets: [bool; BLOCK]| {
-        let mut ce = [zero; BLOCK];
-        if LOGITS {
-            for (((ce, &x), &tail), target) in ce.iter_mut().zip(x).zip(tails).zip(targets) {
-                *ce = x.logit_cross_entropy_with_tail(tail, target);
-            }
-        } else {
-            for ((ce, &x), target) in ce.iter_mut().zip(x).zip(targets) {
-                *ce = x.cross_entropy::<LOGITS>(target);
-            }
-        }
-        ce
-    };
     let (blocks, tail) = x.as_chunks::<BLOCK>();
     let mut maps: Vec<MapSums<'_, I>> = ids
         .iter()
@@ -374,29 +364,34 @@ fn sum_task<const LOGITS: bool, R: Real, I: HostId>(spec: InstanceSumsSpec, x: &
             if all_background(ids) {
                 if !spec.skip_background {
                     map.background.count += BLOCK;
-                    let ce = with_ce.then(|| block_ce(x, &tails, [false; BLOCK]));
-                    add_lanes(&mut map.background.sums, p, ce, offsets);
+                    let ce = if with_ce { block_ce::<LOGITS, R>(x, &tails, [false; BLOCK]) } else { [zero; BLOCK] };
+                    map.background.add(p, [ce], offsets);
                 }
             } else if let Some(bin) = uniform(ids) {
-                if bin != map.lanes.bin {
-                    map.lanes.flush(map.acc, offsets);
-                    map.lanes.bin = bin;
+                if bin != map.lanes.bins[0] {
+                    map.lanes.flush(map.acc, spec, offsets);
+                    map.lanes.bins = [bin];
                 }
                 map.lanes.count += BLOCK;
-                let ce = with_ce.then(|| block_ce(x, &tails, [spec.target(bin); BLOCK]));
-                add_lanes(&mut map.lanes.sums, p, ce, offsets);
+                let ce =
+                    if with_ce { block_ce::<LOGITS, R>(x, &tails, [spec.target(bin); BLOCK]) } else { [zero; BLOCK] };
+                map.lanes.add(p, [ce], offsets);
             } else {
                 // A block across bins: the cross-entropies against each voxel's target in one
                 // vectorised loop too, then voxel by voxel, each run of voxels in one bin summed
                 // apart and added into its bin once (not a chain of additions to one bin).
-                let ce = if with_ce { block_ce(x, &tails, ids.map(|id| spec.target(id.bin()))) } else { [zero; BLOCK] };
-                let mut run = Run { bin: ids[0].bin(), ..Run::default() };
+                let ce = if with_ce {
+                    block_ce::<LOGITS, R>(x, &tails, ids.map(|id| spec.target(id.bin())))
+                } else {
+                    [zero; BLOCK]
+                };
+                let mut run = Run::new([ids[0].bin()]);
                 for ((p, ce), &id) in p.into_iter().zip(ce).zip(ids) {
-                    if id.bin() != run.bin {
+                    if id.bin() != run.bins[0] {
                         run.add_to(map.acc, spec, offsets);
-                        run = Run { bin: id.bin(), ..Run::default() };
+                        run = Run::new([id.bin()]);
                     }
-                    run.push(p.to_f64(), ce.to_f64());
+                    run.push(p.to_f64(), [ce.to_f64()]);
                 }
                 run.add_to(map.acc, spec, offsets);
             }
@@ -407,8 +402,8 @@ fn sum_task<const LOGITS: bool, R: Real, I: HostId>(spec: InstanceSumsSpec, x: &
             let ce = if with_ce { x.cross_entropy::<LOGITS>(spec.target(id.bin())) } else { zero };
             add(map.acc, x.probability::<LOGITS>(), ce, id);
         }
-        map.lanes.flush(map.acc, offsets);
-        map.background.flush(map.acc, offsets);
+        map.lanes.flush(map.acc, spec, offsets);
+        map.background.flush(map.acc, spec, offsets);
     }
     acc
 }
@@ -419,100 +414,269 @@ struct MapSums<'a, I> {
     blocks: &'a [[I; BLOCK]],
     tail: &'a [I],
     acc: &'a mut [f64],
-    background: Lanes,
-    lanes: Lanes,
+    background: Lanes<1>,
+    lanes: Lanes<1>,
 }
 
-/// Adds a block's p, p^2 and cross-entropy (when summed) to lanes.
+/// The sums of `M` maps over a stretch into `acc` (`[map][statistic][bin]`, zeros) in one pass,
+/// for two maps (BiCC's branches): the probabilities and the costly part of the cross-entropies
+/// of [`GROUP`] blocks at a time, in loops whose long chains of operations run side by side (a
+/// block alone leaves the vector units waiting on each chain: the one-map pass, where the
+/// background's lanes dominate, does not gain from it); blocks of [`BLOCK`] voxels in one bin of
+/// every map (the inside of a cell of both partitions) summed in lanes without a bin lookup per
+/// voxel; a block across bins of any map voxel by voxel, each run of voxels in the same bins of
+/// every map summed apart and added into its bin of each map once.
 #[inline(always)]
-fn add_lanes<R: Real>(lanes: &mut [[f64; BLOCK]; 3], p: [R; BLOCK], ce: Option<[R; BLOCK]>, offsets: Offsets) {
-    for (lane, p) in lanes[0].iter_mut().zip(p) {
-        *lane += p.to_f64();
-    }
-    if offsets.square.is_some() {
-        for (lane, p) in lanes[1].iter_mut().zip(p) {
-            *lane += p.to_f64() * p.to_f64();
+fn joint_sums<const LOGITS: bool, const M: usize, R: Real, I: HostId>(
+    spec: InstanceSumsSpec,
+    x: &[R],
+    ids: [&[I]; M],
+    acc: &mut [f64],
+) {
+    let offsets = Offsets::of(spec);
+    let with_ce = offsets.ce.is_some();
+    let zero = R::from_f64(0.0);
+    let (blocks, tail) = x.as_chunks::<BLOCK>();
+    let id_blocks = ids.map(|ids| ids.as_chunks::<BLOCK>().0);
+    // The lanes of blocks in bin 0 of every map, and those of the other bins the last uniform
+    // blocks fell in.
+    let (mut background, mut lanes) = (Lanes::<M>::default(), Lanes::<M>::default());
+    let (mut probabilities, mut tails) = ([[zero; BLOCK]; GROUP], [[zero; BLOCK]; GROUP]);
+    for (g, group) in blocks.chunks(GROUP).enumerate() {
+        let first = g * GROUP;
+        let in_bin_0 = |i: usize| id_blocks.iter().all(|blocks| all_background(&blocks[i]));
+        if spec.skip_background && (first..first + group.len()).all(in_bin_0) {
+            continue;
+        }
+        for (p, x) in probabilities.iter_mut().zip(group) {
+            for (p, &x) in p.iter_mut().zip(x) {
+                *p = x.probability::<LOGITS>();
+            }
+        }
+        if with_ce && LOGITS {
+            for (tail, x) in tails.iter_mut().zip(group) {
+                for (tail, &x) in tail.iter_mut().zip(x) {
+                    *tail = x.softplus_tail();
+                }
+            }
+        }
+        for (j, x) in group.iter().enumerate() {
+            if spec.skip_background && in_bin_0(first + j) {
+                continue;
+            }
+            let block: [&[I; BLOCK]; M] = std::array::from_fn(|m| &id_blocks[m][first + j]);
+            let (p, tails) = (probabilities[j], &tails[j]);
+            let uniform_bins = block.map(uniform);
+            if uniform_bins.iter().all(Option::is_some) {
+                let bins = uniform_bins.map(|bin| bin.unwrap_or_default());
+                let lanes = if bins == [0; M] {
+                    &mut background
+                } else {
+                    if bins != lanes.bins {
+                        lanes.flush(acc, spec, offsets);
+                        lanes.bins = bins;
+                    }
+                    &mut lanes
+                };
+                lanes.count += BLOCK;
+                let targets = bins.map(|bin| [spec.target(bin); BLOCK]);
+                lanes.add(p, cross_entropies::<LOGITS, M, R>(x, tails, targets, with_ce), offsets);
+            } else {
+                let targets = block.map(|ids| ids.map(|id| spec.target(id.bin())));
+                let ce = cross_entropies::<LOGITS, M, R>(x, tails, targets, with_ce);
+                let mut run = Run::<M>::new(block.map(|ids| ids[0].bin()));
+                for k in 0..BLOCK {
+                    let bins = block.map(|ids| ids[k].bin());
+                    if bins != run.bins {
+                        run.add_to(acc, spec, offsets);
+                        run = Run::new(bins);
+                    }
+                    run.push(p[k].to_f64(), ce.map(|ce| ce[k].to_f64()));
+                }
+                run.add_to(acc, spec, offsets);
+            }
         }
     }
-    if let Some(ce) = ce {
-        for (lane, ce) in lanes[2].iter_mut().zip(ce) {
-            *lane += ce.to_f64();
-        }
+    let tail_ids = ids.map(|ids| &ids[blocks.len() * BLOCK..]);
+    for (k, &x) in tail.iter().enumerate() {
+        let mut voxel = Run::<M>::new(tail_ids.map(|ids| ids[k].bin()));
+        let ce = voxel.bins.map(|bin| if with_ce { x.cross_entropy::<LOGITS>(spec.target(bin)) } else { zero });
+        voxel.push(x.probability::<LOGITS>().to_f64(), ce.map(Real::to_f64));
+        voxel.add_to(acc, spec, offsets);
     }
+    lanes.flush(acc, spec, offsets);
+    background.flush(acc, spec, offsets);
 }
 
-/// Where the statistics' bins start in a task's accumulator (the probabilities' at 0).
+/// Each map's cross-entropies of a block against its voxels' `targets` (zeros without
+/// `with_ce`); a map whose targets are an earlier map's (BiCC's branches: the ground truth's)
+/// takes its values.
+#[inline(always)]
+fn cross_entropies<const LOGITS: bool, const M: usize, R: Real>(
+    x: &[R; BLOCK],
+    tails: &[R; BLOCK],
+    targets: [[bool; BLOCK]; M],
+    with_ce: bool,
+) -> [[R; BLOCK]; M] {
+    let mut ce = [[R::from_f64(0.0); BLOCK]; M];
+    if with_ce {
+        for m in 0..M {
+            ce[m] = match (0..m).find(|&n| targets[n] == targets[m]) {
+                Some(n) => ce[n],
+                None => block_ce::<LOGITS, R>(x, tails, targets[m]),
+            };
+        }
+    }
+    ce
+}
+
+/// The cross-entropies of a block against `targets`, from the shared tails (logits).
+#[inline(always)]
+fn block_ce<const LOGITS: bool, R: Real>(x: &[R; BLOCK], tails: &[R; BLOCK], targets: [bool; BLOCK]) -> [R; BLOCK] {
+    let mut ce = [R::from_f64(0.0); BLOCK];
+    if LOGITS {
+        for (((ce, &x), &tail), target) in ce.iter_mut().zip(x).zip(tails).zip(targets) {
+            *ce = x.logit_cross_entropy_with_tail(tail, target);
+        }
+    } else {
+        for ((ce, &x), target) in ce.iter_mut().zip(x).zip(targets) {
+            *ce = x.cross_entropy::<LOGITS>(target);
+        }
+    }
+    ce
+}
+
+/// Where the statistics' bins start in a map's part of a task's accumulator (the
+/// probabilities' at 0), and the length of that part.
 #[derive(Clone, Copy)]
 struct Offsets {
+    per_map: usize,
     count: usize,
     square: Option<usize>,
     ce: Option<usize>,
 }
 
-/// The sums of a run of voxels in one bin within a block across bins.
-#[derive(Default)]
-struct Run {
-    bin: usize,
-    p: f64,
-    p2: f64,
-    ce: f64,
-    count: f64,
+impl Offsets {
+    #[inline(always)]
+    fn of(spec: InstanceSumsSpec) -> Self {
+        let at = |s: Statistic| spec.index(s).map(|i| i * spec.bins);
+        Self {
+            per_map: spec.bins * spec.statistics(),
+            count: at(Statistic::Count).expect("always summed"),
+            square: at(Statistic::Square),
+            ce: at(Statistic::CrossEntropy),
+        }
+    }
 }
 
-impl Run {
-    #[inline(always)]
-    fn push(&mut self, p: f64, ce: f64) {
-        self.p += p;
-        self.p2 += p * p;
-        self.ce += ce;
-        self.count += 1.0;
-    }
-
-    /// Adds the run's sums into its bin of `acc` (not the background's when it is skipped).
-    #[inline(always)]
-    fn add_to(&self, acc: &mut [f64], spec: InstanceSumsSpec, offsets: Offsets) {
-        let b = self.bin;
+/// Adds the sums of voxels in bin `bins[m]` of every map `m` into `acc` (`[map][statistic][bin]`):
+/// `ce[m]` the cross-entropy against the targets of map `m`; not into bin 0 when it is skipped.
+#[inline(always)]
+fn add_sums<const M: usize>(
+    acc: &mut [f64],
+    spec: InstanceSumsSpec,
+    offsets: Offsets,
+    bins: [usize; M],
+    [p, p2, count]: [f64; 3],
+    ce: [f64; M],
+) {
+    for (m, (b, ce)) in bins.into_iter().zip(ce).enumerate() {
         if spec.skip_background && b == 0 {
-            return;
+            continue;
         }
-        acc[b] += self.p;
-        acc[offsets.count + b] += self.count;
+        let acc = &mut acc[m * offsets.per_map..];
+        acc[b] += p;
+        acc[offsets.count + b] += count;
         if let Some(at) = offsets.square {
-            acc[at + b] += self.p2;
+            acc[at + b] += p2;
         }
         if let Some(at) = offsets.ce {
-            acc[at + b] += self.ce;
+            acc[at + b] += ce;
         }
     }
 }
 
-/// The sums of blocks that fall in one bin, in lanes.
-#[derive(Default)]
-struct Lanes {
-    /// p, p^2 and cross-entropy lanes.
-    sums: [[f64; BLOCK]; 3],
-    /// Voxels summed.
-    count: usize,
-    bin: usize,
+/// The sums of a run of voxels in the same bins of every map within a block across bins.
+struct Run<const M: usize> {
+    bins: [usize; M],
+    p: f64,
+    p2: f64,
+    count: f64,
+    /// Against the targets of each map.
+    ce: [f64; M],
 }
 
-impl Lanes {
-    /// Adds the lanes into their bin of `acc` and clears them.
+impl<const M: usize> Run<M> {
     #[inline(always)]
-    fn flush(&mut self, acc: &mut [f64], offsets: Offsets) {
+    fn new(bins: [usize; M]) -> Self {
+        Self { bins, p: 0.0, p2: 0.0, count: 0.0, ce: [0.0; M] }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, p: f64, ce: [f64; M]) {
+        self.p += p;
+        self.p2 += p * p;
+        self.count += 1.0;
+        for (sum, ce) in self.ce.iter_mut().zip(ce) {
+            *sum += ce;
+        }
+    }
+
+    /// Adds the run's sums into its bin of every map of `acc`.
+    #[inline(always)]
+    fn add_to(&self, acc: &mut [f64], spec: InstanceSumsSpec, offsets: Offsets) {
+        add_sums(acc, spec, offsets, self.bins, [self.p, self.p2, self.count], self.ce);
+    }
+}
+
+/// The sums of blocks that fall in the same bins of every map, in lanes.
+struct Lanes<const M: usize> {
+    /// p and p^2 lanes.
+    sums: [[f64; BLOCK]; 2],
+    /// Cross-entropy lanes, against the targets of each map.
+    ce: [[f64; BLOCK]; M],
+    /// Voxels summed.
+    count: usize,
+    bins: [usize; M],
+}
+
+impl<const M: usize> Default for Lanes<M> {
+    fn default() -> Self {
+        Self { sums: [[0.0; BLOCK]; 2], ce: [[0.0; BLOCK]; M], count: 0, bins: [0; M] }
+    }
+}
+
+impl<const M: usize> Lanes<M> {
+    /// Adds a block's p, p^2 and cross-entropies (when summed).
+    #[inline(always)]
+    fn add<R: Real>(&mut self, p: [R; BLOCK], ce: [[R; BLOCK]; M], offsets: Offsets) {
+        for (lane, p) in self.sums[0].iter_mut().zip(p) {
+            *lane += p.to_f64();
+        }
+        if offsets.square.is_some() {
+            for (lane, p) in self.sums[1].iter_mut().zip(p) {
+                *lane += p.to_f64() * p.to_f64();
+            }
+        }
+        if offsets.ce.is_some() {
+            for (lanes, ce) in self.ce.iter_mut().zip(ce) {
+                for (lane, ce) in lanes.iter_mut().zip(ce) {
+                    *lane += ce.to_f64();
+                }
+            }
+        }
+    }
+
+    /// Adds the lanes into their bins of `acc` and clears them.
+    #[inline(always)]
+    fn flush(&mut self, acc: &mut [f64], spec: InstanceSumsSpec, offsets: Offsets) {
         if self.count == 0 {
             return;
         }
-        let b = self.bin;
-        acc[b] += self.sums[0].iter().sum::<f64>();
-        acc[offsets.count + b] += self.count as f64;
-        if let Some(at) = offsets.square {
-            acc[at + b] += self.sums[1].iter().sum::<f64>();
-        }
-        if let Some(at) = offsets.ce {
-            acc[at + b] += self.sums[2].iter().sum::<f64>();
-        }
-        *self = Self { bin: b, ..Self::default() };
+        let sum = |lanes: &[f64; BLOCK]| lanes.iter().sum::<f64>();
+        let sums = [sum(&self.sums[0]), sum(&self.sums[1]), self.count as f64];
+        add_sums(acc, spec, offsets, self.bins, sums, self.ce.each_ref().map(sum));
+        *self = Self { bins: self.bins, ..Self::default() };
     }
 }
 
@@ -850,9 +1014,9 @@ mod tests {
         }
     }
 
-    /// Two maps in one pass: each map's sums are those of its own pass, to the bit (the
-    /// probabilities and cross-entropies are the same operations), and the gradient is the sum
-    /// of the two passes' gradients.
+    /// Two maps in one pass (and three: two together, one apart): each map's sums are those of
+    /// its own pass (the same values, added in another order: a run ends where either map's bin
+    /// changes), and the gradient is the sum of the passes' gradients.
     #[test]
     fn maps_share_one_pass() {
         let mut rng = SmallRng::seed_from_u64(11);
@@ -873,9 +1037,14 @@ mod tests {
                         let one = if split { one.with_foreground_end(6) } else { one };
                         let two = one.with_maps(2);
                         let separate = [sums(one, &x, a, rows), sums(one, &x, b, rows)].concat();
-                        assert_eq!(sums(two, &x, &both, rows), separate, "f64 sums");
+                        assert_close(&sums(two, &x, &both, rows), &separate, 1e-13, "f64 sums");
                         let separate = [sums(one, &x32, a, rows), sums(one, &x32, b, rows)].concat();
-                        assert_eq!(sums(two, &x32, &both, rows), separate, "f32 sums");
+                        assert_close(&sums(two, &x32, &both, rows), &separate, 1e-13, "f32 sums");
+                        // Three maps: the first two together, the third as a map of its own.
+                        let three: Vec<i64> = both.iter().chain(a).copied().collect();
+                        let separate =
+                            [sums(one, &x, a, rows), sums(one, &x, b, rows), sums(one, &x, a, rows)].concat();
+                        assert_close(&sums(one.with_maps(3), &x, &three, rows), &separate, 1e-13, "three maps");
 
                         let half = rows * one.statistics() * one.bins;
                         let grad: Vec<f64> = (0..2 * half).map(|i| (i as f64 * 0.37).cos()).collect();
