@@ -509,13 +509,14 @@ impl BiccLoss {
         check_bins(batch, 2 * largest + 2, config.max_bins, 5)?;
         let empty_cells = terms.iter().any(|&(_, empty)| empty);
         let sums = self.branch_sums(margin, ids, &foreground, largest, terms.len(), empty_cells);
-        let mut rows = terms.iter().zip(sums).map(|(&(smooth, empty), mut sums)| {
-            if !empty {
-                sums.p2 = None;
-            }
-            branch_rows(config, &sums, smooth)
-        });
-        let (first, second) = (rows.next().expect("alpha computes a branch"), rows.next());
+        // Both branches' terms at once, their rows one above the other (a branch whose cells
+        // all hold ground truth has no empty cell for the detached term to score).
+        let smooth: Vec<f64> = terms.iter().map(|&(smooth, _)| smooth).collect();
+        let all = branch_rows(config, &sums, &smooth);
+        let (first, second) = match terms.len() {
+            2 => (all.clone().narrow(0, 0, batch), Some(all.narrow(0, batch, batch))),
+            _ => (all, None),
+        };
         // The branch not computed: zeros in the other's dtype (`alpha` 1 computes the prediction's).
         Ok(match second {
             Some(prediction) => BiccUnreduced { ground_truth: first, prediction },
@@ -524,9 +525,10 @@ impl BiccLoss {
         })
     }
 
-    /// The sums of every branch, in one pass over the voxels: `ids` holds `maps` bin maps
-    /// (`[maps * B, voxels]`, laid out for `largest` cells); `squares`: whether a branch may have
-    /// cells without ground truth (their detached term needs `sum p^2`).
+    /// The sums of every branch, in one pass over the voxels, the branches' rows one above the
+    /// other (`[maps * B, bins]`): `ids` holds `maps` bin maps (`[maps * B, voxels]`, laid out
+    /// for `largest` cells); `squares`: whether a branch may have cells without ground truth
+    /// (their detached term needs `sum p^2`).
     fn branch_sums(
         &self,
         margin: Tensor<2>,
@@ -535,7 +537,7 @@ impl BiccLoss {
         largest: usize,
         maps: usize,
         squares: bool,
-    ) -> Vec<BranchSums> {
+    ) -> BranchSums {
         let config = &self.config;
         let bins = 2 * largest + 2;
         let detached = squares && config.empty_cell_loss == EmptyCellLoss::Detached;
@@ -547,10 +549,9 @@ impl BiccLoss {
             .with_cross_entropy(cross_entropy && config.probability_floor.is_none())
             .with_maps(maps);
         let sums = sums_unchecked(margin.clone(), ids.clone(), spec, config.engine);
-        let [rows, _] = margin.dims();
-        let map = |sums: &Tensor<3>, m: usize, i: usize| {
-            sums.clone().slice([m * rows..(m + 1) * rows, i..i + 1, 0..bins]).reshape([rows, bins])
-        };
+        let rows = maps * margin.dims()[0];
+        let statistic =
+            |sums: &Tensor<3>, i: usize| sums.clone().slice([0..rows, i..i + 1, 0..bins]).reshape([rows, bins]);
         let mut floored_ce = None;
         if let Some(floor) = config.probability_floor.filter(|_| cross_entropy) {
             // `-ln(max(p_y, floor))` per voxel (`p_y` the probability of the voxel's class, the
@@ -558,22 +559,16 @@ impl BiccLoss {
             let signs = foreground.signs(margin.dims(), &margin.device(), FloatDType::from(margin.dtype()));
             let per_voxel = sigmoid(margin * signs).clamp_min(floor).log().neg();
             let spec = InstanceSumsSpec::new(SumInput::Probabilities, bins).with_maps(maps);
-            floored_ce = Some(sums_unchecked(per_voxel, ids, spec, config.engine));
+            floored_ce = Some(statistic(&sums_unchecked(per_voxel, ids, spec, config.engine), 0));
         }
-        (0..maps)
-            .map(|m| {
-                let statistic = |s: Statistic| spec.index(s).map(|i| map(&sums, m, i));
-                BranchSums {
-                    p: statistic(Statistic::Probability).expect("always summed"),
-                    count: statistic(Statistic::Count).expect("always summed"),
-                    p2: statistic(Statistic::Square),
-                    ce: floored_ce
-                        .as_ref()
-                        .map_or_else(|| statistic(Statistic::CrossEntropy), |ce| Some(map(ce, m, 0))),
-                    largest,
-                }
-            })
-            .collect()
+        let of = |s: Statistic| spec.index(s).map(|i| statistic(&sums, i));
+        BranchSums {
+            p: of(Statistic::Probability).expect("always summed"),
+            count: of(Statistic::Count).expect("always summed"),
+            p2: of(Statistic::Square),
+            ce: floored_ce.or_else(|| of(Statistic::CrossEntropy)),
+            largest,
+        }
     }
 }
 

@@ -1,12 +1,13 @@
-//! One branch of the CC family: every cell of a partition scored from its sums, the mean over an
-//! element's cells, and the whole-volume fallback of an element without cells.
+//! The branches of the CC family: every cell of a partition scored from its sums, the mean over
+//! an element's cells, and the whole-volume fallback of an element without cells; the branches'
+//! rows one above the other, scored by the same tensor operations.
 
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, Tensor, TensorData};
 
 use super::bicc::{BiccLossConfig, CellTerms, EmptyCellLoss};
 
-/// The sums of one branch, `[B, bins]` each, in the bin layout of
-/// [`Cells::bin_map`](super::cell_maps::Cells::bin_map) for `largest` cells.
+/// The sums of the branches, `[branches * B, bins]` each (branch after branch), in the bin
+/// layout of [`Cells::bin_map`](super::cell_maps::Cells::bin_map) for `largest` cells.
 pub(crate) struct BranchSums {
     /// `sum p`.
     pub p: Tensor<2>,
@@ -45,10 +46,14 @@ impl BranchSums {
     }
 }
 
-/// The loss of every element in one branch, `[B]`: the mean of its cells' terms, or the
-/// whole-volume Dice (and mean cross-entropy) where it has no cell.
-pub(crate) fn branch_rows(config: &BiccLossConfig, sums: &BranchSums, smooth: f64) -> Tensor<1> {
+/// The loss of every element in every branch, `[branches * B]`: the mean of its cells' terms,
+/// or the whole-volume Dice (and mean cross-entropy) where it has no cell. `smooth`: each
+/// branch's Dice smoothing. A cell without ground truth scores the detached term wherever `sum
+/// p^2` was summed (a branch whose cells all hold ground truth has none).
+pub(crate) fn branch_rows(config: &BiccLossConfig, sums: &BranchSums, smooth: &[f64]) -> Tensor<1> {
     let [rows, _] = sums.p.dims();
+    let smooth = Smoothing::of(smooth, &sums.p);
+    let smooth = &smooth;
     let fallback = whole_volume(config, sums, smooth);
     if sums.largest == 0 {
         return fallback.reshape([rows]);
@@ -86,14 +91,44 @@ pub(crate) fn branch_rows(config: &BiccLossConfig, sums: &BranchSums, smooth: f6
     mean.mask_where(cells.lower_elem(0.5), fallback).reshape([rows])
 }
 
+/// The Dice smoothing of every row: one value, or one per branch.
+enum Smoothing {
+    All(f64),
+    /// `[branches * B, 1]`.
+    Rows(Box<Tensor<2>>),
+}
+
+impl Smoothing {
+    /// The smoothing of each branch's rows of `like` (`[branches * B, ..]`).
+    fn of(smooth: &[f64], like: &Tensor<2>) -> Self {
+        match smooth {
+            [first, rest @ ..] if rest.iter().all(|s| s == first) => Self::All(*first),
+            _ => {
+                let per_branch = like.dims()[0] / smooth.len();
+                let rows: Vec<f64> = smooth.iter().flat_map(|&s| std::iter::repeat_n(s, per_branch)).collect();
+                let rows = Tensor::<2>::from_data(TensorData::new(rows, [like.dims()[0], 1]), &like.device());
+                Self::Rows(Box::new(rows.cast(like.dtype())))
+            }
+        }
+    }
+
+    /// `t + s`, row by row.
+    fn add(&self, t: Tensor<2>) -> Tensor<2> {
+        match self {
+            Self::All(s) => t + *s,
+            Self::Rows(s) => t + s.as_ref().clone(),
+        }
+    }
+}
+
 /// `1 - (2 I + s) / max(P + G + s, floor)`.
-fn dice(p: Tensor<2>, g: Tensor<2>, i: Tensor<2>, smooth: f64, floor: f64) -> Tensor<2> {
-    ((i * 2.0 + smooth) / (p + g + smooth).clamp_min(floor)).neg() + 1.0
+fn dice(p: Tensor<2>, g: Tensor<2>, i: Tensor<2>, smooth: &Smoothing, floor: f64) -> Tensor<2> {
+    (smooth.add(i * 2.0) / smooth.add(p + g).clamp_min(floor)).neg() + 1.0
 }
 
 /// The loss of each element as one region (plain Dice even with the detached empty-cell term),
 /// `[B, 1]`.
-fn whole_volume(config: &BiccLossConfig, sums: &BranchSums, smooth: f64) -> Tensor<2> {
+fn whole_volume(config: &BiccLossConfig, sums: &BranchSums, smooth: &Smoothing) -> Tensor<2> {
     let p = sums.p.clone().sum_dim(1);
     let g = sums.all_foreground(&sums.count);
     let i = sums.all_foreground(&sums.p);
