@@ -673,9 +673,10 @@ impl<const M: usize> Lanes<M> {
         if self.count == 0 {
             return;
         }
-        let sum = |lanes: &[f64; BLOCK]| lanes.iter().sum::<f64>();
-        let sums = [sum(&self.sums[0]), sum(&self.sums[1]), self.count as f64];
-        add_sums(acc, spec, offsets, self.bins, sums, self.ce.each_ref().map(sum));
+        // The sums of the statistics summed only.
+        let sum = |lanes: &[f64; BLOCK], summed: bool| if summed { lanes.iter().sum::<f64>() } else { 0.0 };
+        let sums = [sum(&self.sums[0], true), sum(&self.sums[1], offsets.square.is_some()), self.count as f64];
+        add_sums(acc, spec, offsets, self.bins, sums, self.ce.each_ref().map(|ce| sum(ce, offsets.ce.is_some())));
         *self = Self { bins: self.bins, ..Self::default() };
     }
 }
