@@ -106,8 +106,8 @@ impl Smoothing {
             _ => {
                 let per_branch = like.dims()[0] / smooth.len();
                 let rows: Vec<f64> = smooth.iter().flat_map(|&s| std::iter::repeat_n(s, per_branch)).collect();
-                let rows = Tensor::<2>::from_data(TensorData::new(rows, [like.dims()[0], 1]), &like.device());
-                Self::Rows(Box::new(rows.cast(like.dtype())))
+                let rows = TensorData::new(rows, [like.dims()[0], 1]);
+                Self::Rows(Box::new(Tensor::from_data(rows, (&like.device(), like.dtype()))))
             }
         }
     }
@@ -126,8 +126,8 @@ fn dice(p: Tensor<2>, g: Tensor<2>, i: Tensor<2>, smooth: &Smoothing, floor: f64
     (smooth.add(i * 2.0) / smooth.add(p + g).clamp_min(floor)).neg() + 1.0
 }
 
-/// The loss of each element as one region (plain Dice even with the detached empty-cell term),
-/// `[B, 1]`.
+/// The loss of each element of each branch as one region (plain Dice even with the detached
+/// empty-cell term), `[branches * B, 1]`.
 fn whole_volume(config: &BiccLossConfig, sums: &BranchSums, smooth: &Smoothing) -> Tensor<2> {
     let p = sums.p.clone().sum_dim(1);
     let g = sums.all_foreground(&sums.count);
